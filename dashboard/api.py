@@ -1,0 +1,36 @@
+"""API plumbing: service errors become JSON with the right status, never a 500 page."""
+
+import logging
+
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from dashboard.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ServiceError):
+        body = {"error": exc.message, "code": exc.code}
+        if exc.field:
+            body["field"] = exc.field
+        return Response(body, status=exc.status_code)
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        data = response.data
+        if isinstance(data, dict) and "detail" in data and len(data) == 1:
+            response.data = {"error": str(data["detail"]), "code": getattr(data["detail"], "code", "error")}
+        elif isinstance(data, (dict, list)):
+            response.data = {
+                "error": "The request is not valid; see the field errors.",
+                "fields": data,
+                "code": "invalid",
+            }
+        return response
+    log.error("unhandled API error", exc_info=exc)
+    return Response(
+        {"error": "Internal error; it has been logged. Try again, or report it if it persists.", "code": "internal"},
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )

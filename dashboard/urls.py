@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from dashboard import views
+from hosts.api import HostViewSet
+from vms.api import VMViewSet
+
+router = DefaultRouter(trailing_slash=True)
+router.register("hosts", HostViewSet, basename="api-host")
+router.register("vms", VMViewSet, basename="api-vm")
+
+urlpatterns = [
+    path("", views.fleet, name="fleet"),
+    path("hosts/", include("hosts.urls")),
+    path("vms/", include("vms.urls")),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", views.healthz, name="healthz"),
+    path("api/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="swagger-ui"),
+    path("admin/", admin.site.urls),
+]

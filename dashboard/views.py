@@ -1,0 +1,44 @@
+"""Fleet overview: hosts and every VM of every host in one table. Reads the database only."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from dashboard.pagination import PER_PAGE_CHOICES, paginate, query_without
+from hosts.selectors import fleet_summary, host_list
+from vms.models import VMState
+from vms.selectors import VMFilter, sort_key, vm_list
+
+
+@login_required
+@require_GET
+def fleet(request):
+    filters = VMFilter.from_params(request.GET)
+    sort = sort_key(request.GET.get("sort"))
+    page = paginate(vm_list(filters=filters, sort=sort), request)
+    context = {
+        "page": page,
+        "filters": filters,
+        "sort": sort,
+        "hosts": list(host_list()),
+        "states": VMState.choices,
+        "per_page_choices": PER_PAGE_CHOICES,
+        "base_query": query_without(request, "page", "fragment"),
+        "sort_query": query_without(request, "page", "sort", "fragment"),
+    }
+    if request.GET.get("fragment") == "vms":
+        return render(request, "vms/_vm_table.html", context)
+    if request.GET.get("fragment") == "hosts":
+        return render(request, "hosts/_host_rows.html", context)
+    context["summary"] = fleet_summary()
+    return render(request, "dashboard/fleet.html", context)
+
+
+def healthz(request):
+    """Liveness for load balancers: the process answers and its database is reachable."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"ok": True})

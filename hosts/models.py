@@ -1,0 +1,93 @@
+from django.db import models
+from django.utils import timezone
+
+
+class HostState(models.TextChoices):
+    """What Virtfleet last observed about its connection to the host."""
+
+    PENDING = "pending", "Not yet connected"
+    CONNECTED = "connected", "Connected"
+    UNREACHABLE = "unreachable", "Unreachable"
+    ERROR = "error", "Error"
+
+
+class MaintenanceState(models.TextChoices):
+    """Operator-set service mode, independent of reachability."""
+
+    NONE = "", "In service"
+    ENTERING = "entering", "Entering maintenance"
+    ON = "on", "In maintenance"
+
+
+class Host(models.Model):
+    """A libvirt host Virtfleet manages, and what its libvirt last reported about the node.
+
+    Reachability (``state``) is observed; maintenance is chosen by an operator. ``status`` combines
+    both into the single word the UI shows.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    uri = models.CharField("libvirt URI", max_length=1024, unique=True)
+    ssh_key_path = models.CharField(
+        "SSH private key file", max_length=1024, blank=True, help_text="For qemu+ssh: a key readable by Virtfleet."
+    )
+    sasl_username = models.CharField("SASL user", max_length=150, blank=True)
+    sasl_password = models.CharField("SASL password", max_length=1024, blank=True)
+
+    state = models.CharField(max_length=16, choices=HostState.choices, default=HostState.PENDING, db_index=True)
+    maintenance = models.CharField(max_length=16, choices=MaintenanceState.choices, default="", blank=True)
+    last_error = models.TextField(blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    last_sync = models.DateTimeField(null=True, blank=True)
+    state_changed = models.DateTimeField(default=timezone.now)
+
+    # Facts reported by the node (refreshed on every full sync)
+    hostname = models.CharField(max_length=255, blank=True)
+    host_uuid = models.CharField(max_length=36, blank=True)
+    arch = models.CharField(max_length=32, blank=True)
+    cpu_model = models.CharField(max_length=128, blank=True)
+    cpu_vendor = models.CharField(max_length=64, blank=True)
+    cpus = models.PositiveIntegerField(default=0)
+    cpu_mhz = models.PositiveIntegerField(default=0)
+    memory_bytes = models.BigIntegerField(default=0)
+    free_memory_bytes = models.BigIntegerField(default=0)
+    hypervisor_type = models.CharField(max_length=32, blank=True)
+    hypervisor_version = models.CharField(max_length=32, blank=True)
+    libvirt_version = models.CharField(max_length=32, blank=True)
+    capabilities_xml = models.TextField(blank=True)
+
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def status(self) -> str:
+        """One word for the UI: maintenance wins over connected; unreachable/error always show."""
+        if self.state in (HostState.UNREACHABLE, HostState.ERROR):
+            return self.state
+        if self.maintenance == MaintenanceState.ON:
+            return "maintenance"
+        if self.maintenance == MaintenanceState.ENTERING:
+            return "entering_maintenance"
+        return self.state
+
+    @property
+    def is_connected(self) -> bool:
+        return self.state == HostState.CONNECTED
+
+    @property
+    def in_maintenance(self) -> bool:
+        return self.maintenance != MaintenanceState.NONE
+
+    @property
+    def used_memory_bytes(self) -> int:
+        return max(0, self.memory_bytes - self.free_memory_bytes)
+
+    @property
+    def memory_used_percent(self) -> int:
+        return round(100 * self.used_memory_bytes / self.memory_bytes) if self.memory_bytes else 0

@@ -1,0 +1,59 @@
+"""Read-only queries about hosts (pages and API read the database only, never libvirt)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet, Sum
+
+from dashboard.errors import NotFound
+
+from .models import Host
+
+
+def host_list() -> QuerySet[Host]:
+    """Hosts with their VM counts and the memory their running VMs use, in one query."""
+    present = Q(vms__gone_at__isnull=True)
+    running = present & Q(vms__state="running")
+    return Host.objects.annotate(
+        vm_count=Count("vms", filter=present),
+        running_count=Count("vms", filter=running),
+        vm_memory_kib=Sum("vms__memory_kib", filter=running),
+    ).order_by("name")
+
+
+def host_get(*, host_id: int) -> Host:
+    try:
+        return host_list().get(pk=host_id)
+    except (Host.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"There is no host with id {host_id}.") from None
+
+
+def host_payload(*, host: Host) -> dict:
+    """The ``host.updated`` event body for ``host`` (same shape as the API's host)."""
+    from .serializers import HostSerializer
+
+    if not hasattr(host, "vm_count"):
+        host = host_list().get(pk=host.pk)
+    return HostSerializer(host).data
+
+
+def fleet_summary() -> dict:
+    """Totals for the fleet header: hosts by status and VMs by state."""
+    from vms.models import VM
+
+    hosts = Host.objects.aggregate(
+        total=Count("id"),
+        connected=Count("id", filter=Q(state="connected")),
+        unreachable=Count("id", filter=Q(state__in=["unreachable", "error"])),
+        maintenance=Count("id", filter=~Q(maintenance="")),
+        memory=Sum("memory_bytes"),
+        free_memory=Sum("free_memory_bytes"),
+        cpus=Sum("cpus"),
+    )
+    vms = VM.objects.present().aggregate(
+        total=Count("id"),
+        running=Count("id", filter=Q(state="running")),
+        paused=Count("id", filter=Q(state="paused")),
+        shutoff=Count("id", filter=Q(state="shutoff")),
+        other=Count("id", filter=~Q(state__in=["running", "paused", "shutoff"])),
+    )
+    return {"hosts": hosts, "vms": vms}

@@ -1,0 +1,302 @@
+"""Host services: add, edit, remove, sync, and record reachability."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from dashboard.errors import Conflict, ServiceError
+from dashboard.realtime import FLEET_GROUP, host_group, push_on_commit
+from virt import Credentials, HostInfo, InvalidURI, VirtError, open_connection, parse_uri
+
+from . import connections
+from .models import Host, HostState
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")
+ADD_CONNECT_TIMEOUT = 6.0
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    host: Host
+    ok: bool
+    error: str = ""
+    created: int = 0
+    updated: int = 0
+    moved: int = 0
+    gone: int = 0
+    domains: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> int:
+        return self.created + self.updated + self.moved + self.gone
+
+
+# --- validation ---------------------------------------------------------------------------------------
+def _clean_name(name: str, *, exclude_pk: int | None = None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ServiceError("Give the host a name.", field="name")
+    if not NAME_RE.match(name):
+        raise ServiceError(
+            "Host names are up to 100 letters, digits, spaces, dots, dashes or underscores, "
+            "starting with a letter or digit.",
+            field="name",
+        )
+    clash = Host.objects.filter(name__iexact=name).exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ServiceError(f"A host named {name!r} already exists; choose another name.", field="name")
+    return name
+
+
+def _clean_uri(uri: str, *, exclude_pk: int | None = None) -> str:
+    try:
+        parsed = parse_uri(uri)
+    except InvalidURI as exc:
+        raise ServiceError(f"Invalid libvirt URI: {exc}", field="uri") from None
+    clash = Host.objects.filter(uri__iexact=parsed.uri).exclude(pk=exclude_pk).first()
+    if clash is not None:
+        raise ServiceError(f"This URI is already registered as host {clash.name!r}.", field="uri", code="duplicate")
+    return parsed.uri
+
+
+def _clean_key(path: str) -> str:
+    path = (path or "").strip()
+    if not path:
+        return ""
+    if len(path) > 1024 or "\x00" in path:
+        raise ServiceError("The SSH key path is not a valid file path.", field="ssh_key_path")
+    if not os.path.isabs(path):
+        raise ServiceError("Give the SSH key as an absolute path (e.g. /root/.ssh/id_ed25519).", field="ssh_key_path")
+    if not os.path.isfile(path):
+        raise ServiceError(f"No file at {path}: copy the private key there first.", field="ssh_key_path")
+    if not os.access(path, os.R_OK):
+        raise ServiceError(f"{path} is not readable by Virtfleet.", field="ssh_key_path")
+    return path
+
+
+def _probe(uri: str, credentials: Credentials) -> HostInfo:
+    """Connect once with a short timeout and read the node facts, or explain why not."""
+    try:
+        conn = open_connection(uri, credentials, timeout=ADD_CONNECT_TIMEOUT)
+    except VirtError as exc:
+        raise ServiceError(f"Could not connect to {uri}: {exc}", field="uri", code="unreachable") from None
+    try:
+        return conn.node_info()
+    except VirtError as exc:
+        raise ServiceError(f"Connected to {uri}, but could not read the host: {exc}", field="uri") from None
+    finally:
+        conn.close()
+
+
+def _apply_node_info(host: Host, info: HostInfo) -> None:
+    for field in (
+        "hostname", "host_uuid", "arch", "cpu_model", "cpu_vendor", "cpus", "cpu_mhz", "memory_bytes",
+        "free_memory_bytes", "hypervisor_type", "hypervisor_version", "libvirt_version", "capabilities_xml",
+    ):  # fmt: skip
+        setattr(host, field, getattr(info, field))
+
+
+# --- add / edit / remove ---------------------------------------------------------------------------------
+def host_add(
+    *,
+    name: str,
+    uri: str,
+    ssh_key_path: str = "",
+    sasl_username: str = "",
+    sasl_password: str = "",
+    allow_offline: bool = False,
+) -> Host:
+    """Register a host after checking its URI and that libvirt answers there.
+
+    With ``allow_offline`` a host that cannot be reached now is still added (as unreachable);
+    the listener connects once it comes up.
+    """
+    name = _clean_name(name)
+    uri = _clean_uri(uri)
+    ssh_key_path = _clean_key(ssh_key_path)
+    sasl_username = (sasl_username or "").strip()
+    credentials = Credentials(ssh_key_path=ssh_key_path, username=sasl_username, password=sasl_password or "")
+    info: HostInfo | None = None
+    error = ""
+    try:
+        info = _probe(uri, credentials)
+    except ServiceError as exc:
+        if not allow_offline or exc.code != "unreachable":
+            raise
+        error = exc.message
+    now = timezone.now()
+    with transaction.atomic():
+        host = Host(
+            name=name,
+            uri=uri,
+            ssh_key_path=ssh_key_path,
+            sasl_username=sasl_username,
+            sasl_password=sasl_password or "",
+            state=HostState.CONNECTED if info else HostState.UNREACHABLE,
+            last_error=error,
+            last_seen=now if info else None,
+            state_changed=now,
+        )
+        if info:
+            _apply_node_info(host, info)
+        host.save()
+        _push_host(host)
+        if info:
+            _request_sync(host)
+    log.info("host %s added (%s)", host.name, host.uri)
+    return host
+
+
+def host_update(
+    *,
+    host: Host,
+    name: str,
+    uri: str,
+    ssh_key_path: str = "",
+    sasl_username: str = "",
+    sasl_password: str | None = None,
+) -> Host:
+    """Edit a host. A changed URI or credentials are checked by connecting before they are saved.
+
+    ``sasl_password=None`` keeps the stored password; "" clears it.
+    """
+    name = _clean_name(name, exclude_pk=host.pk)
+    uri = _clean_uri(uri, exclude_pk=host.pk)
+    ssh_key_path = _clean_key(ssh_key_path)
+    sasl_username = (sasl_username or "").strip()
+    password = host.sasl_password if sasl_password is None else sasl_password
+    transport_changed = (uri, ssh_key_path, sasl_username, password) != (
+        host.uri,
+        host.ssh_key_path,
+        host.sasl_username,
+        host.sasl_password,
+    )
+    info = None
+    if transport_changed:
+        info = _probe(uri, Credentials(ssh_key_path=ssh_key_path, username=sasl_username, password=password))
+    with transaction.atomic():
+        host.name, host.uri, host.ssh_key_path = name, uri, ssh_key_path
+        host.sasl_username, host.sasl_password = sasl_username, password
+        if info:
+            _apply_node_info(host, info)
+            _set_state(host, HostState.CONNECTED, "")
+        host.save()
+        _push_host(host)
+        if transport_changed:
+            _request_sync(host)
+    if transport_changed:
+        connections.manager().drop(host.pk)
+    return host
+
+
+def _request_sync(host: Host) -> None:
+    """Have a worker read the host's inventory once the current transaction commits."""
+    from .tasks import host_sync_task
+
+    host_sync_task.delay_on_commit(host.pk)
+
+
+def host_sync_request(*, host: Host) -> None:
+    """Ask for a resync of ``host`` now ("Sync now"); the result reaches browsers live."""
+    _request_sync(host)
+
+
+def host_remove(*, host: Host) -> None:
+    """Stop managing a host: its VM rows go with it (the VMs themselves are not touched)."""
+    from vms.models import VM
+
+    busy = _active_jobs_on(host)
+    if busy:
+        raise Conflict(f"Host {host.name} has {busy} job(s) in progress; wait for them or cancel them first.")
+    host_id = host.pk
+    with transaction.atomic():
+        VM.objects.filter(also_on=host).update(also_on=None)
+        VM.objects.filter(host=host).delete()
+        host.delete()
+        push_on_commit([FLEET_GROUP, host_group(host_id)], {"type": "host.removed", "host_id": host_id})
+    connections.manager().drop(host_id)
+    log.info("host %s removed", host.name)
+
+
+def _active_jobs_on(host: Host) -> int:
+    try:
+        from vms.models import Job
+    except ImportError:  # jobs arrive with the lifecycle work
+        return 0
+    return Job.objects.active().filter(host=host).count()
+
+
+# --- reachability and sync -----------------------------------------------------------------------------
+def _set_state(host: Host, state: str, error: str) -> bool:
+    changed = host.state != state or host.last_error != error
+    if host.state != state:
+        host.state_changed = timezone.now()
+    host.state = state
+    host.last_error = error
+    return changed
+
+
+def host_mark_unreachable(*, host: Host, error: str) -> None:
+    """Record that ``host`` cannot be reached (and why); browsers see it at once."""
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        if _set_state(host, HostState.UNREACHABLE, error):
+            host.save(update_fields=["state", "last_error", "state_changed", "updated"])
+            _push_host(host)
+            log.warning("host %s unreachable: %s", host.name, error)
+
+
+def host_sync(*, host: Host) -> SyncResult:
+    """Read every domain of ``host`` and make the inventory match (one bulk read, one transaction)."""
+    from vms.inventory import vm_reconcile
+
+    started = timezone.now()
+    try:
+        conn = connections.host_connection(host)
+        info = conn.node_info()
+        domains = conn.list_domains()
+    except VirtError as exc:
+        host_mark_unreachable(host=host, error=str(exc))
+        return SyncResult(host=host, ok=False, error=str(exc))
+    result = vm_reconcile(host=host, infos=domains)
+    now = timezone.now()
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        before = (host.state, host.free_memory_bytes, host.memory_bytes, host.last_error)
+        _apply_node_info(host, info)
+        _set_state(host, HostState.CONNECTED, "")
+        host.last_seen = now
+        host.last_sync = now
+        host.save()
+        if result.changed or before != (host.state, host.free_memory_bytes, host.memory_bytes, host.last_error):
+            _push_host(host)
+    return SyncResult(
+        host=host,
+        ok=True,
+        created=result.created,
+        updated=result.updated,
+        moved=result.moved,
+        gone=result.gone,
+        domains=len(domains),
+        seconds=(now - started).total_seconds(),
+    )
+
+
+def host_sync_all() -> list[SyncResult]:
+    """Resync every host (the periodic safety net and ``manage.py sync_hosts``)."""
+    return [host_sync(host=host) for host in Host.objects.all()]
+
+
+def _push_host(host: Host) -> None:
+    from .selectors import host_payload
+
+    push_on_commit([FLEET_GROUP, host_group(host.pk)], {"type": "host.updated", "host": host_payload(host=host)})

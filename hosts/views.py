@@ -1,0 +1,113 @@
+"""Host pages: list, detail, add, edit, remove, sync now. Thin: forms in, services, render out."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from dashboard.errors import NotFound, ServiceError
+from dashboard.pagination import paginate, query_without
+from vms.selectors import VMFilter, sort_key, vm_list
+
+from . import services
+from .forms import HostAddForm, HostEditForm
+from .selectors import host_get, host_list
+
+
+def _host_or_404(host_id: int):
+    try:
+        return host_get(host_id=host_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+
+
+def _form_error(form, exc: ServiceError) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+@login_required
+def host_list_view(request):
+    return render(request, "hosts/list.html", {"hosts": host_list()})
+
+
+@login_required
+def host_detail(request, host_id: int):
+    host = _host_or_404(host_id)
+    filters = VMFilter(host_id=host.pk, q=(request.GET.get("q") or "").strip()[:200])
+    sort = sort_key(request.GET.get("sort"))
+    page = paginate(vm_list(filters=filters, sort=sort), request)
+    context = {
+        "host": host,
+        "page": page,
+        "filters": filters,
+        "sort": sort,
+        "hide_host_column": True,
+        "base_query": query_without(request, "page", "fragment"),
+        "sort_query": query_without(request, "page", "sort", "fragment"),
+    }
+    if request.GET.get("fragment") == "vms":
+        return render(request, "vms/_vm_table.html", context)
+    return render(request, "hosts/detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def host_add(request):
+    form = HostAddForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            host = services.host_add(**form.cleaned_data)
+        except ServiceError as exc:
+            _form_error(form, exc)
+        else:
+            if host.state == "connected":
+                messages.success(request, f"Host {host.name} added; its VMs are being read.")
+            else:
+                messages.warning(request, f"Host {host.name} added but not reachable yet: {host.last_error}")
+            return redirect("hosts:detail", host_id=host.pk)
+    return render(request, "hosts/form.html", {"form": form, "title": "Add a host"})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def host_edit(request, host_id: int):
+    host = _host_or_404(host_id)
+    initial = {k: getattr(host, k) for k in ("name", "uri", "ssh_key_path", "sasl_username")}
+    form = HostEditForm(request.POST or None, initial=initial, has_password=bool(host.sasl_password))
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        clear = data.pop("clear_sasl_password")
+        data["sasl_password"] = "" if clear else (data["sasl_password"] or None)
+        try:
+            services.host_update(host=host, **data)
+        except ServiceError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Host {host.name} saved.")
+            return redirect("hosts:detail", host_id=host.pk)
+    return render(request, "hosts/form.html", {"form": form, "host": host, "title": f"Edit {host.name}"})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def host_remove(request, host_id: int):
+    host = _host_or_404(host_id)
+    if request.method == "POST":
+        try:
+            services.host_remove(host=host)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return redirect("hosts:detail", host_id=host.pk)
+        messages.success(request, f"Host {host.name} removed. Its VMs were not touched.")
+        return redirect("hosts:list")
+    return render(request, "hosts/remove.html", {"host": host})
+
+
+@login_required
+@require_POST
+def host_sync(request, host_id: int):
+    host = _host_or_404(host_id)
+    services.host_sync_request(host=host)
+    messages.info(request, f"Resync of {host.name} requested; changes appear as they are found.")
+    return redirect("hosts:detail", host_id=host.pk)

@@ -1,0 +1,68 @@
+"""Fixtures shared by every test: libvirt test-driver hosts, users, logged-in clients."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import driver_uri
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connections():
+    """Each test starts with no cached libvirt connection (test-driver state is per connection)."""
+    yield
+    from hosts.connections import manager
+
+    manager().close_all()
+
+
+@pytest.fixture
+def add_host(db, django_capture_on_commit_callbacks):
+    """Register a test-driver host the way an operator does (validated, connected, synced)."""
+    from hosts.services import host_add
+
+    def add(name: str, node_file: str, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            host = host_add(name=name, uri=driver_uri(node_file), **kwargs)
+        host.refresh_from_db()
+        return host
+
+    return add
+
+
+@pytest.fixture
+def host_a(add_host):
+    return add_host("host-a", "host-a.xml")
+
+
+@pytest.fixture
+def host_b(add_host):
+    return add_host("host-b", "host-b.xml")
+
+
+@pytest.fixture
+def on_commit(django_capture_on_commit_callbacks):
+    """Run on-commit callbacks (task enqueueing, pushes) inside a test transaction."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    return django_user_model.objects.create_superuser(username="root", password="pw-root-123")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def raw_libvirt():
+    """The libvirt connection behind a Host, for tests that change a host 'behind Virtfleet's back'."""
+    from hosts.connections import host_connection
+
+    def get(host):
+        return host_connection(host)._conn
+
+    return get

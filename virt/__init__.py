@@ -1,0 +1,48 @@
+"""Virtfleet's libvirt layer. No Django here; the only package that imports ``libvirt``.
+
+Callers get small frozen dataclasses (DomainInfo, HostInfo, ...) and the exceptions of
+``virt.errors``, never raw libvirt objects or libvirtError.
+"""
+
+from .connection import ConnectionManager, Credentials, HostConnection, open_connection
+from .domains import DomainInfo, GraphicsInfo, HostInfo, PowerState, power_state
+from .errors import (
+    AuthenticationFailed,
+    DomainNotFound,
+    HostUnreachable,
+    InvalidURI,
+    OperationAborted,
+    OperationFailed,
+    OperationInvalid,
+    OperationTimeout,
+    OperationUnsupported,
+    VirtError,
+)
+from .events import DomainEvent, ensure_event_loop
+from .uri import LibvirtURI, parse_uri
+
+__all__ = [
+    "AuthenticationFailed",
+    "ConnectionManager",
+    "Credentials",
+    "DomainEvent",
+    "DomainInfo",
+    "DomainNotFound",
+    "GraphicsInfo",
+    "HostConnection",
+    "HostInfo",
+    "HostUnreachable",
+    "InvalidURI",
+    "LibvirtURI",
+    "OperationAborted",
+    "OperationFailed",
+    "OperationInvalid",
+    "OperationTimeout",
+    "OperationUnsupported",
+    "PowerState",
+    "VirtError",
+    "ensure_event_loop",
+    "open_connection",
+    "parse_uri",
+    "power_state",
+]

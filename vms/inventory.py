@@ -1,0 +1,255 @@
+"""Inventory services: make VM rows match what libvirt reports, and push what changed.
+
+Used by ``hosts.services.host_sync`` (a host's full listing) and by the listener (one domain
+re-read after an event). A VM is keyed by UUID across the fleet; when two hosts report the same
+UUID (during a migration, or a stale definition left behind) the copy with the higher
+``placement_rank`` wins, checked against the other host's live state, so the row moves exactly
+once and never flickers between hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from dashboard.realtime import FLEET_GROUP, host_group, push_on_commit, vm_group
+from hosts.models import Host
+from virt import DomainInfo, DomainNotFound, VirtError
+from virt.domains import is_incoming_migration
+
+from .models import VM
+
+log = logging.getLogger(__name__)
+
+SYNCED_FIELDS = [
+    "name", "state", "state_reason", "libvirt_state", "libvirt_reason", "vcpus", "max_vcpus",
+    "memory_kib", "max_memory_kib", "persistent", "autostart", "managed_save", "arch",
+    "graphics_type", "graphics_listen", "graphics_port", "graphics_socket", "graphics_password", "xml",
+]  # fmt: skip
+WRITE_FIELDS = [*SYNCED_FIELDS, "host", "also_on", "gone_at", "last_seen", "state_changed", "version"]
+
+
+def fields_from_info(info: DomainInfo) -> dict:
+    """The VM columns that come straight from a DomainInfo."""
+    vnc = next((g for g in info.graphics if g.type == "vnc"), None)
+    graphics = vnc or (info.graphics[0] if info.graphics else None)
+    return {
+        "name": info.name,
+        "state": str(info.state),
+        "state_reason": info.state_reason,
+        "libvirt_state": info.libvirt_state,
+        "libvirt_reason": info.libvirt_reason,
+        "vcpus": info.vcpus,
+        "max_vcpus": info.max_vcpus,
+        "memory_kib": info.memory_kib,
+        "max_memory_kib": info.max_memory_kib,
+        "persistent": info.persistent,
+        "autostart": info.autostart,
+        "managed_save": info.managed_save,
+        "arch": info.arch,
+        "graphics_type": graphics.type if graphics else "",
+        "graphics_listen": graphics.listen if graphics else "",
+        "graphics_port": graphics.port if graphics else None,
+        "graphics_socket": graphics.socket if graphics else "",
+        "graphics_password": graphics.has_password if graphics else False,
+        "xml": info.xml,
+    }
+
+
+def _row_rank(vm: VM) -> int:
+    """placement_rank of the copy a row describes, from what was last stored."""
+    if vm.gone_at is not None:
+        return -1
+    if is_incoming_migration(vm.libvirt_state, vm.libvirt_reason):
+        return 0
+    return 1 if vm.state in ("shutoff", "unknown") else 2
+
+
+_UNKNOWN = object()  # the other host could not be asked
+
+
+@dataclass
+class ReconcileResult:
+    created: int = 0
+    updated: int = 0
+    moved: int = 0
+    gone: int = 0
+    changed_uuids: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return self.created + self.updated + self.moved + self.gone
+
+
+def _live_on(host: Host | None, uuid: str, connect) -> object:
+    """What ``host`` reports about ``uuid`` right now: DomainInfo, None (not there) or _UNKNOWN."""
+    if host is None:
+        return None
+    if not host.is_connected:
+        return _UNKNOWN
+    try:
+        return connect(host).domain_info(uuid)
+    except DomainNotFound:
+        return None
+    except VirtError as exc:
+        log.info("could not ask %s about %s: %s", host, uuid, exc)
+        return _UNKNOWN
+
+
+def _default_connect(host: Host):
+    from hosts.connections import host_connection
+
+    return host_connection(host)
+
+
+def vm_reconcile(
+    *,
+    host: Host,
+    infos: list[DomainInfo],
+    scope: set[str] | None = None,
+    now: datetime | None = None,
+    connect=_default_connect,
+) -> ReconcileResult:
+    """Make VM rows agree with ``infos``, what ``host`` reports.
+
+    ``scope=None`` means ``infos`` is the host's full listing: rows on this host that are missing
+    from it are gone (or moved to the other host that also has them). With ``scope`` (a set of
+    UUIDs that were re-read), only those UUIDs are considered.
+    """
+    now = now or timezone.now()
+    reported = {info.uuid: info for info in infos}
+    if scope is not None:
+        reported = {u: i for u, i in reported.items() if u in scope}
+        in_scope = Q(uuid__in=[uuidlib.UUID(u) for u in scope])
+    else:
+        in_scope = Q(host=host, gone_at__isnull=True) | Q(also_on=host)
+    candidates = Q(uuid__in=[uuidlib.UUID(u) for u in reported]) | in_scope
+
+    # Phase 1, outside any transaction: find rows that need another host's live answer (a UUID
+    # this host reports that lives elsewhere, or one this host lost that another also reported).
+    snapshot = {str(vm.uuid): vm for vm in VM.objects.filter(candidates).select_related("host", "also_on")}
+    live: dict[str, object] = {}
+    for u, vm in snapshot.items():
+        if u in reported and vm.host_id != host.pk and vm.gone_at is None:
+            live[u] = _live_on(vm.host, u, connect)
+        elif u not in reported and vm.host_id == host.pk and vm.also_on_id and vm.also_on_id != host.pk:
+            live[u] = _live_on(vm.also_on, u, connect)
+
+    result = ReconcileResult()
+    with transaction.atomic():
+        rows = {str(vm.uuid): vm for vm in VM.objects.select_for_update().filter(candidates).select_related("host")}
+        to_create: list[VM] = []
+        to_write: dict[str, VM] = {}  # rows to save
+        visible: set[str] = set()  # rows whose change browsers must see
+        moved_from: dict[str, int] = {}
+
+        def write(vm: VM, *, shown: bool) -> None:
+            to_write[str(vm.uuid)] = vm
+            if shown:
+                visible.add(str(vm.uuid))
+
+        for u, info in reported.items():
+            vm = rows.get(u)
+            if vm is None:
+                to_create.append(
+                    VM(uuid=uuidlib.UUID(u), host=host, first_seen=now, last_seen=now, **fields_from_info(info))
+                )
+                continue
+            if vm.host_id != host.pk and vm.gone_at is None and not _claims(info, live.get(u, _UNKNOWN), vm):
+                if vm.also_on_id != host.pk:  # remember the second copy; the VM stays where it is
+                    vm.also_on = host
+                    write(vm, shown=False)
+                continue
+            shown = _apply(vm, fields_from_info(info), now)
+            if vm.host_id != host.pk:
+                moved_from[u] = vm.host_id
+                vm.host = host
+                shown = True
+            if vm.gone_at is not None:
+                vm.gone_at = None
+                shown = True
+            if vm.also_on_id == host.pk:
+                vm.also_on = None
+                write(vm, shown=False)
+            if shown:
+                vm.last_seen = now
+                write(vm, shown=True)
+
+        for u, vm in rows.items():
+            if u in reported:
+                continue
+            if vm.host_id != host.pk:
+                if vm.also_on_id == host.pk:  # the second copy went away; nothing visible changes
+                    vm.also_on = None
+                    write(vm, shown=False)
+                continue
+            if vm.gone_at is not None:
+                continue
+            other = live.get(u)
+            if isinstance(other, DomainInfo):  # lost here, but the other host that had it still does
+                _apply(vm, fields_from_info(other), now)
+                moved_from[u] = host.pk
+                vm.host_id = vm.also_on_id
+            else:
+                vm.gone_at = now
+            vm.also_on = None
+            write(vm, shown=True)
+
+        for u in visible:
+            to_write[u].version += 1
+        if to_create:
+            VM.objects.bulk_create(to_create, batch_size=500)
+        if to_write:
+            VM.objects.bulk_update(list(to_write.values()), WRITE_FIELDS, batch_size=500)
+        if scope is None:
+            # One statement instead of a write per unchanged row.
+            VM.objects.filter(host=host, gone_at__isnull=True).update(last_seen=now)
+
+        result.created = len(to_create)
+        result.moved = len(moved_from)
+        result.gone = sum(1 for u in visible if to_write[u].gone_at is not None)
+        result.updated = len(visible) - result.moved - result.gone
+        for vm in [*to_create, *(to_write[u] for u in visible)]:
+            extra = [host_group(moved_from[str(vm.uuid)])] if str(vm.uuid) in moved_from else []
+            _push_vm(vm, extra_groups=extra)
+            result.changed_uuids.append(str(vm.uuid))
+    return result
+
+
+def _claims(info: DomainInfo, other: object, vm: VM) -> bool:
+    """Does the copy described by ``info`` take the VM from its current host?
+
+    ``other`` is what the current host said when asked just now (DomainInfo, None when it no
+    longer has the domain, or _UNKNOWN when it could not be asked: then its stored row decides).
+    """
+    if other is None:
+        return True
+    current_rank = other.placement_rank if isinstance(other, DomainInfo) else _row_rank(vm)
+    return info.placement_rank > current_rank
+
+
+def _apply(vm: VM, values: dict, now: datetime) -> bool:
+    """Copy ``values`` onto ``vm``; True when anything changed."""
+    changed = False
+    for name, value in values.items():
+        if getattr(vm, name) != value:
+            if name == "state":
+                vm.state_changed = now
+            setattr(vm, name, value)
+            changed = True
+    return changed
+
+
+def _push_vm(vm: VM, *, extra_groups: list[str] = ()) -> None:
+    from .serializers import VMSerializer
+
+    push_on_commit(
+        [FLEET_GROUP, host_group(vm.host_id), vm_group(vm.uuid), *extra_groups],
+        {"type": "vm.updated", "vm": VMSerializer(vm).data},
+    )

@@ -1,0 +1,88 @@
+from django.db import models
+from django.utils import timezone
+
+from virt import PowerState
+
+
+class VMState(models.TextChoices):
+    """Power states as mapped by virt.power_state (the one mapping from libvirt state + reason)."""
+
+    RUNNING = PowerState.RUNNING, "Running"
+    PAUSED = PowerState.PAUSED, "Paused"
+    SHUTTING_DOWN = PowerState.SHUTTING_DOWN, "Shutting down"
+    SHUTOFF = PowerState.SHUTOFF, "Shut off"
+    CRASHED = PowerState.CRASHED, "Crashed"
+    PMSUSPENDED = PowerState.PMSUSPENDED, "Suspended (guest)"
+    UNKNOWN = PowerState.UNKNOWN, "Unknown"
+
+
+class VMQuerySet(models.QuerySet):
+    def present(self):
+        return self.filter(gone_at__isnull=True)
+
+
+class VM(models.Model):
+    """A virtual machine, identified by its libvirt UUID across the whole fleet.
+
+    The row is always rewritten from what libvirt reports (host_sync / the listener), never guessed.
+    A VM that disappears keeps its row (and job history) with ``gone_at`` set; a VM that appears on
+    another host moves there.
+    """
+
+    uuid = models.UUIDField(unique=True)
+    host = models.ForeignKey("hosts.Host", on_delete=models.PROTECT, related_name="vms")
+    # Another host that also reports this UUID (e.g. the destination during a migration); the VM
+    # moves there if its current host loses it.
+    also_on = models.ForeignKey("hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    name = models.CharField(max_length=255, db_index=True)
+    state = models.CharField(max_length=16, choices=VMState.choices, default=VMState.UNKNOWN, db_index=True)
+    state_reason = models.CharField(max_length=100, blank=True)
+    libvirt_state = models.SmallIntegerField(default=0)
+    libvirt_reason = models.SmallIntegerField(default=0)
+    vcpus = models.PositiveIntegerField(default=0)
+    max_vcpus = models.PositiveIntegerField(default=0)
+    memory_kib = models.BigIntegerField(default=0)
+    max_memory_kib = models.BigIntegerField(default=0)
+    persistent = models.BooleanField(default=True)
+    autostart = models.BooleanField(default=False)
+    managed_save = models.BooleanField(default=False)
+    arch = models.CharField(max_length=32, blank=True)
+    graphics_type = models.CharField(max_length=16, blank=True)
+    graphics_listen = models.CharField(max_length=255, blank=True)
+    graphics_port = models.IntegerField(null=True, blank=True)
+    graphics_socket = models.CharField(max_length=1024, blank=True)
+    graphics_password = models.BooleanField(default=False)
+    xml = models.TextField(blank=True)
+
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    gone_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    state_changed = models.DateTimeField(default=timezone.now)
+    # Bumped on every change; browsers drop pushed rows older than what they show.
+    version = models.PositiveBigIntegerField(default=1)
+
+    objects = VMQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "VM"
+        ordering = ["name"]
+        indexes = [
+            models.Index(fields=["host", "name"]),
+            models.Index(fields=["gone_at", "name"]),
+            models.Index(fields=["gone_at", "state", "name"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_gone(self) -> bool:
+        return self.gone_at is not None
+
+    @property
+    def memory_mib(self) -> int:
+        return self.memory_kib // 1024
+
+    @property
+    def max_memory_mib(self) -> int:
+        return self.max_memory_kib // 1024
