@@ -54,6 +54,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         for group in getattr(self, "groups_joined", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        try:
+            content = await self.decode_json(text_data) if text_data else None
+        except ValueError:
+            content = None
+        if content is None:
+            await self.send_json({"type": "error", "error": "Send JSON text messages."})
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content, **kwargs):
         if not isinstance(content, dict):
             await self.send_json({"type": "error", "error": "Send a JSON object."})

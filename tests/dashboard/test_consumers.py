@@ -1,0 +1,93 @@
+"""/ws/live/ with Channels' WebsocketCommunicator against the real Redis channel layer."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from dashboard.consumers import LiveConsumer, topic_group
+from dashboard.realtime import push_now
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def with_user(user):
+    app = LiveConsumer.as_asgi()
+
+    async def wrapped(scope, receive, send):
+        return await app({**scope, "user": user}, receive, send)
+
+    return wrapped
+
+
+async def connect(user):
+    comm = WebsocketCommunicator(with_user(user), "/ws/live/")
+    connected, code = await comm.connect()
+    return comm, connected, code
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="op", password="pw-op-12345")
+
+
+async def test_anonymous_sockets_are_closed_with_4401():
+    comm, connected, code = await connect(AnonymousUser())
+    assert not connected and code == 4401
+
+
+async def test_subscribed_page_receives_pushed_events(user):
+    comm, connected, _ = await connect(user)
+    assert connected
+    assert (await comm.receive_json_from())["type"] == "hello"
+    await comm.send_json_to({"action": "subscribe", "topics": ["fleet", "vm:11111111-1111-4111-8111-111111111101"]})
+    reply = await comm.receive_json_from()
+    assert reply == {
+        "type": "subscribed",
+        "topics": ["fleet", "vm:11111111-1111-4111-8111-111111111101"],
+        "refused": [],
+    }
+    await database_sync_to_async(push_now)(["fleet"], {"type": "host.removed", "host_id": 7})
+    assert await comm.receive_json_from(timeout=3) == {"type": "host.removed", "host_id": 7}
+    await comm.disconnect()
+
+
+async def test_bad_messages_get_an_error_not_a_crash(user):
+    comm, _, _ = await connect(user)
+    await comm.receive_json_from()
+    await comm.send_to(text_data="not json at all")
+    assert (await comm.receive_json_from(timeout=1))["type"] == "error"
+    await comm.send_to(bytes_data=b"\x00\x01")
+    assert (await comm.receive_json_from(timeout=1))["type"] == "error"
+    await comm.send_json_to([1, 2])
+    assert (await comm.receive_json_from(timeout=1))["type"] == "error"
+    await comm.disconnect()
+    comm2, _, _ = await connect(user)
+    await comm2.receive_json_from()
+    await comm2.send_json_to({"action": "dance"})
+    assert (await comm2.receive_json_from())["type"] == "error"
+    await comm2.send_json_to({"action": "subscribe", "topics": ["hosts:all", "vm:zzz", 42, "fleet"]})
+    reply = await comm2.receive_json_from()
+    assert reply["topics"] == ["fleet"] and len(reply["refused"]) == 3
+    await comm2.disconnect()
+
+
+async def test_unsubscribe_stops_events(user):
+    comm, _, _ = await connect(user)
+    await comm.receive_json_from()
+    await comm.send_json_to({"action": "subscribe", "topics": ["host:3"]})
+    await comm.receive_json_from()
+    await comm.send_json_to({"action": "unsubscribe", "topics": ["host:3"]})
+    assert (await comm.receive_json_from())["type"] == "unsubscribed"
+    await database_sync_to_async(push_now)(["host.3"], {"type": "host.removed", "host_id": 3})
+    assert await comm.receive_nothing(timeout=0.5)
+    await comm.disconnect()
+
+
+def test_topic_names_map_to_groups():
+    assert topic_group("fleet") == "fleet"
+    assert topic_group("host:12") == "host.12"
+    assert topic_group("job:5") == "job.5"
+    assert topic_group("vm:11111111111141118111111111111101") == "vm.11111111-1111-4111-8111-111111111101"
+    for bad in ("", "host:", "host:x", "vm:nothex-but-long-enough-to-pass-len", "fleet2", None, 3):
+        assert topic_group(bad) is None

@@ -1,0 +1,128 @@
+"""The listener against the libvirt test driver (in-process) and the real Redis."""
+
+import threading
+import time
+
+import pytest
+import redis
+from django.conf import settings
+
+from hosts.listener import Listener, ListenerConfig
+from hosts.models import Host
+from tests.helpers import DATA
+from vms.models import VM
+
+pytestmark = pytest.mark.django_db(transaction=True)
+WEB1 = "11111111-1111-4111-8111-111111111101"
+
+
+def wait_for(predicate, timeout=5.0, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+@pytest.fixture
+def redis_client():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def start_listener(redis_client):
+    running = []
+
+    def start(name="l1", **config):
+        cfg = ListenerConfig(**{"tick": 0.2, "lease_ttl": 1.5, **config})
+        listener = Listener(config=cfg, client=redis_client, owner=name)
+        thread = threading.Thread(target=listener.run, daemon=True)
+        thread.start()
+        running.append((listener, thread))
+        return listener
+
+    yield start
+    for listener, thread in running:
+        listener.stop()
+        thread.join(5)
+
+
+def watched(listener, host):
+    w = listener.watchers.get(host.pk)
+    return w is not None and w.conn is not None
+
+
+def test_listener_connects_resyncs_and_follows_events(host_a, start_listener, raw_libvirt):
+    Host.objects.filter(pk=host_a.pk).update(state="pending")
+    listener = start_listener()
+    assert wait_for(lambda: watched(listener, host_a))
+    assert wait_for(lambda: Host.objects.get(pk=host_a.pk).state == "connected")
+    raw_libvirt(host_a).lookupByUUIDString(WEB1).suspend()  # the listener's own connection (same process)
+    assert wait_for(lambda: VM.objects.get(uuid=WEB1).state == "paused", timeout=3)
+    raw_libvirt(host_a).lookupByUUIDString(WEB1).resume()
+    assert wait_for(lambda: VM.objects.get(uuid=WEB1).state == "running", timeout=3)
+
+
+def test_undefined_domain_is_marked_gone_by_event(host_a, start_listener, raw_libvirt):
+    listener = start_listener()
+    assert wait_for(lambda: watched(listener, host_a))
+    raw_libvirt(host_a).lookupByName("db-1").undefine()
+    assert wait_for(lambda: VM.objects.get(name="db-1").gone_at is not None, timeout=3)
+
+
+def test_a_burst_of_events_for_one_vm_is_coalesced(host_a, start_listener, raw_libvirt):
+    listener = start_listener(shards=1)
+    assert wait_for(lambda: watched(listener, host_a))
+    before = VM.objects.get(uuid=WEB1).version
+    dom = raw_libvirt(host_a).lookupByUUIDString(WEB1)
+    for _ in range(25):
+        dom.suspend()
+        dom.resume()
+    assert wait_for(lambda: listener.events_received >= 50, timeout=3)
+    assert wait_for(lambda: VM.objects.get(uuid=WEB1).state == "running")
+    time.sleep(0.3)
+    rereads = listener.watchers[host_a.pk].events
+    assert rereads < 50, f"{rereads} re-reads for 50 events: bursts are not coalesced"
+    assert VM.objects.get(uuid=WEB1).version - before <= rereads
+
+
+@pytest.fixture
+def four_hosts(tmp_path):
+    from hosts.services import host_add
+
+    empty = (DATA / "host-b.xml").read_text().split("<domain")[0] + "</node>"
+    hosts = []
+    for i in range(4):
+        node = tmp_path / f"node{i}.xml"
+        node.write_text(empty)
+        hosts.append(host_add(name=f"h{i}", uri=f"test:///{node}"))
+    return hosts
+
+
+def test_two_listeners_split_the_hosts(four_hosts, start_listener):
+    one, two = start_listener("one"), start_listener("two")
+    assert wait_for(lambda: len(one.watchers) == 2 and len(two.watchers) == 2, timeout=8)
+    assert not set(one.watchers) & set(two.watchers)  # never two listeners on one host
+
+
+def test_hosts_of_a_dead_listener_are_taken_over(four_hosts, start_listener, redis_client):
+    doomed = Listener(config=ListenerConfig(tick=0.2, lease_ttl=1.5), client=redis_client, owner="doomed")
+    doomed.tick()  # takes every host, then "dies": never renews its leases
+    assert len(doomed.watchers) == 4
+    survivor = start_listener("survivor")
+    assert wait_for(lambda: len(survivor.watchers) == 4, timeout=10)
+    for w in doomed.watchers.values():
+        if w.conn:
+            w.conn.close()
+
+
+def test_a_removed_host_is_dropped(host_a, start_listener):
+    listener = start_listener()
+    assert wait_for(lambda: watched(listener, host_a))
+    VM.objects.filter(host=host_a).delete()
+    Host.objects.filter(pk=host_a.pk).delete()
+    assert wait_for(lambda: host_a.pk not in listener.watchers, timeout=3)
