@@ -22,5 +22,6 @@ def _periodic(sender, **_kwargs):
             "task": "hosts.tasks.host_resync_all_task",
             "schedule": float(settings.VIRTFLEET["RESYNC_INTERVAL"]),
         },
+        "reap-interrupted-jobs": {"task": "vms.tasks.jobs_reap_task", "schedule": 30.0},
         **getattr(settings, "VIRTFLEET_EXTRA_BEAT", {}),
     }

@@ -247,6 +247,11 @@ VIRTFLEET = {
     "KEEPALIVE_COUNT": env_int("VIRTFLEET_KEEPALIVE_COUNT", 2),
     # the periodic safety-net resync of every host (seconds)
     "RESYNC_INTERVAL": env_int("VIRTFLEET_RESYNC_INTERVAL", 300),
+    # jobs: ACPI shutdown wait, power-button repeat, retries of transient failures
+    "SHUTDOWN_TIMEOUT": env_int("VIRTFLEET_SHUTDOWN_TIMEOUT", 120),
+    "SHUTDOWN_RESEND": env_int("VIRTFLEET_SHUTDOWN_RESEND", 10),
+    "JOB_RETRIES": env_int("VIRTFLEET_JOB_RETRIES", 3),
+    "JOB_RETRY_BACKOFF": float(os.environ.get("VIRTFLEET_JOB_RETRY_BACKOFF", "2")),
     "LAB_DIR": Path(os.environ.get("VIRTFLEET_LAB_DIR", VAR_DIR / "lab")),
 }
 

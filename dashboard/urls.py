@@ -6,16 +6,19 @@ from rest_framework.routers import DefaultRouter
 
 from dashboard import views
 from hosts.api import HostViewSet
-from vms.api import VMViewSet
+from vms.api import JobViewSet, VMViewSet
+from vms.urls import jobs_patterns
 
 router = DefaultRouter(trailing_slash=True)
 router.register("hosts", HostViewSet, basename="api-host")
 router.register("vms", VMViewSet, basename="api-vm")
+router.register("jobs", JobViewSet, basename="api-job")
 
 urlpatterns = [
     path("", views.fleet, name="fleet"),
     path("hosts/", include("hosts.urls")),
     path("vms/", include("vms.urls")),
+    path("jobs/", include(jobs_patterns)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard.pagination import PER_PAGE_CHOICES, paginate, query_without
 from hosts.selectors import fleet_summary, host_list
+from vms.actions import ACTIONS
 from vms.models import VMState
 from vms.selectors import VMFilter, sort_key, vm_list
 
@@ -24,6 +25,7 @@ def fleet(request):
         "hosts": list(host_list()),
         "states": VMState.choices,
         "per_page_choices": PER_PAGE_CHOICES,
+        "bulk_actions": [(k, a.label) for k, a in ACTIONS.items() if k != "delete"],
         "base_query": query_without(request, "page", "fragment"),
         "sort_query": query_without(request, "page", "sort", "fragment"),
     }

@@ -18,7 +18,17 @@ from dataclasses import dataclass
 
 import libvirt
 
-from .domains import DomainInfo, HostInfo, domain_info_from_xml, host_info_from
+from .domains import (
+    DiskInfo,
+    DomainInfo,
+    HostInfo,
+    PowerState,
+    UndefineResult,
+    domain_disks,
+    domain_info_from_xml,
+    host_info_from,
+    power_state,
+)
 from .errors import AuthenticationFailed, DomainNotFound, HostUnreachable, OperationUnsupported, VirtError, translate
 from .events import LIFECYCLE_EVENTS, OTHER_EVENTS, DomainEvent, ensure_event_loop
 from .uri import LibvirtURI, parse_uri
@@ -137,6 +147,16 @@ def open_connection(
     except libvirt.libvirtError:
         pass  # local drivers (test://, qemu:///) have no keepalive; nothing to watch there
     return HostConnection(conn, uri)
+
+
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+    0,
+)
 
 
 class HostConnection:
@@ -274,6 +294,95 @@ class HostConnection:
             )
         except libvirt.libvirtError as exc:
             raise translate(exc, context=f"domain {dom.name()}") from None
+
+    # --- lifecycle operations --------------------------------------------------------------------
+    def _on(self, uuid: str, what: str, call: Callable[[libvirt.virDomain], object]):
+        dom = self._lookup(uuid)
+        try:
+            return call(dom)
+        except libvirt.libvirtError as exc:
+            raise translate(exc, context=f"{what} {dom.name()}") from None
+
+    def power_state(self, uuid: str) -> tuple[PowerState, int, int]:
+        """(PowerState, libvirt state, reason) of one domain: one cheap RPC."""
+        state, reason = self._on(uuid, "read state of", lambda d: d.state())
+        return power_state(state, reason)[0], state, reason
+
+    def start(self, uuid: str, *, force_boot: bool = False) -> bool:
+        """Start a defined domain; True when it resumed from its saved state (managed save)."""
+        had_save = bool(self._on(uuid, "check saved state of", lambda d: d.hasManagedSaveImage()))
+        flags = libvirt.VIR_DOMAIN_START_FORCE_BOOT if force_boot else 0
+        self._on(uuid, "start", lambda d: d.createWithFlags(flags))
+        return had_save and not force_boot
+
+    def shutdown(self, uuid: str) -> None:
+        """Ask the guest to power off (ACPI power button); returns at once."""
+        self._on(uuid, "shut down", lambda d: d.shutdown())
+
+    def destroy(self, uuid: str) -> None:
+        """Power off at once (pull the plug)."""
+        self._on(uuid, "force off", lambda d: d.destroy())
+
+    def reboot(self, uuid: str) -> None:
+        self._on(uuid, "reboot", lambda d: d.reboot(0))
+
+    def reset(self, uuid: str) -> None:
+        self._on(uuid, "reset", lambda d: d.reset(0))
+
+    def suspend(self, uuid: str) -> None:
+        self._on(uuid, "suspend", lambda d: d.suspend())
+
+    def resume(self, uuid: str) -> None:
+        self._on(uuid, "resume", lambda d: d.resume())
+
+    def managed_save(self, uuid: str) -> None:
+        """Save memory state to the host and stop; the next start restores it."""
+        self._on(uuid, "save", lambda d: d.managedSave(0))
+
+    def set_autostart(self, uuid: str, enabled: bool) -> None:
+        self._on(uuid, "set autostart of", lambda d: d.setAutostart(1 if enabled else 0))
+
+    def undefine(self, uuid: str, *, remove_storage: bool = False) -> UndefineResult:
+        """Remove a (stopped) domain's definition, its saved state and snapshot metadata.
+
+        With ``remove_storage`` its writable disk volumes are deleted too; disks that are not in a
+        storage pool, CD-ROMs and shared or read-only disks are left in place and reported.
+        """
+        dom = self._lookup(uuid)
+        name = dom.name()
+        xml = self._on(uuid, "read", lambda d: d.XMLDesc(0))
+        removed: list[str] = []
+        kept: list[tuple[str, str]] = []
+        volumes = []
+        if remove_storage:
+            for disk in domain_disks(xml):
+                if not disk.removable:
+                    kept.append((disk.label, disk.why_kept))
+                    continue
+                try:
+                    volumes.append((disk.label, self._volume_of(disk)))
+                except libvirt.libvirtError:
+                    kept.append((disk.label, "not in any storage pool of the host; delete it by hand"))
+        for flags in _UNDEFINE_FLAGS:
+            try:
+                dom.undefineFlags(flags)
+                break
+            except libvirt.libvirtError as exc:
+                if "unsupported flags" in (exc.get_error_message() or "") and flags:
+                    continue  # older or simpler drivers: retry with fewer cleanup flags
+                raise translate(exc, context=f"delete {name}") from None
+        for label, vol in volumes:
+            try:
+                vol.delete(0)
+                removed.append(label)
+            except libvirt.libvirtError as exc:
+                kept.append((label, f"could not delete: {exc.get_error_message()}"))
+        return UndefineResult(removed=tuple(removed), kept=tuple(kept))
+
+    def _volume_of(self, disk: DiskInfo) -> libvirt.virStorageVol:
+        if disk.pool and disk.volume:
+            return self._conn.storagePoolLookupByName(disk.pool).storageVolLookupByName(disk.volume)
+        return self._conn.storageVolLookupByPath(disk.path)
 
     # --- events ----------------------------------------------------------------------------------
     def register_events(self, callback: Callable[[DomainEvent], None]) -> None:

@@ -285,3 +285,58 @@ def host_info_from(
         libvirt_version=version_string(lib_version),
         capabilities_xml=caps_xml,
     )
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    """A disk of a domain, as far as deleting its storage is concerned."""
+
+    target: str
+    device: str
+    path: str = ""
+    pool: str = ""
+    volume: str = ""
+    readonly: bool = False
+    shareable: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.path or (f"{self.pool}/{self.volume}" if self.volume else self.target)
+
+    @property
+    def removable(self) -> bool:
+        return self.device == "disk" and not self.readonly and not self.shareable and bool(self.path or self.volume)
+
+    @property
+    def why_kept(self) -> str:
+        if self.device != "disk":
+            return f"a {self.device}, not a disk of this VM"
+        if self.readonly or self.shareable:
+            return "read-only or shared with other VMs"
+        return "no storage behind it"
+
+
+def domain_disks(xml: str) -> list[DiskInfo]:
+    disks = []
+    for disk in parse_xml(xml).findall("./devices/disk"):
+        source = disk.find("source")
+        target = disk.find("target")
+        src = source.attrib if source is not None else {}
+        disks.append(
+            DiskInfo(
+                target=target.get("dev", "") if target is not None else "",
+                device=disk.get("device", "disk"),
+                path=src.get("file") or src.get("dev") or "",
+                pool=src.get("pool", ""),
+                volume=src.get("volume", ""),
+                readonly=disk.find("readonly") is not None,
+                shareable=disk.find("shareable") is not None,
+            )
+        )
+    return disks
+
+
+@dataclass(frozen=True)
+class UndefineResult:
+    removed: tuple[str, ...] = ()
+    kept: tuple[tuple[str, str], ...] = ()

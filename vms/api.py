@@ -1,14 +1,43 @@
 """JSON API for VMs: the fleet list (filter, sort, paginate) and one VM."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from .models import VMState
+from dashboard.errors import ServiceError
+
+from . import jobs
+from .models import VM, JobKind, JobStatus, VMState
 from .selectors import SORTS, VMFilter, sort_key, vm_get, vm_list
-from .serializers import VMDetailSerializer, VMSerializer
+from .selectors_jobs import JobFilter, job_get, job_list
+from .serializers import (
+    ActionRequestSerializer,
+    BulkActionRequestSerializer,
+    JobDetailSerializer,
+    JobSerializer,
+    VMDetailSerializer,
+    VMSerializer,
+)
+
+
+def _valid(serializer_class, data) -> dict:
+    if not isinstance(data, dict):
+        raise ServiceError("Send a JSON object.")
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+BulkResponse = inline_serializer(
+    "BulkActionResponse",
+    {
+        "jobs": JobSerializer(many=True),
+        "refused": serializers.ListField(child=serializers.DictField()),
+    },
+)
 
 
 class VMPagination(LimitOffsetPagination):
@@ -46,3 +75,77 @@ class VMViewSet(viewsets.ViewSet):
     @extend_schema(responses=VMDetailSerializer)
     def retrieve(self, request, uuid=None):
         return Response(VMDetailSerializer(vm_get(uuid=uuid)).data)
+
+    @extend_schema(
+        request=ActionRequestSerializer,
+        responses={202: JobSerializer},
+        description=f"Start an operation on the VM as a job. Actions: {', '.join(k for k in JobKind.values if k != 'migrate')}.",
+    )
+    @action(detail=True, methods=["post"], url_path="actions")
+    def act(self, request, uuid=None):
+        data = _valid(ActionRequestSerializer, request.data)
+        job = jobs.job_request(
+            vm=vm_get(uuid=uuid),
+            kind=data["action"],
+            params=data["params"],
+            user=request.user,
+            ip=request.META.get("REMOTE_ADDR"),
+        )
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=BulkActionRequestSerializer, responses={202: BulkResponse})
+    @action(detail=False, methods=["post"], url_path="actions")
+    def bulk(self, request):
+        data = _valid(BulkActionRequestSerializer, request.data)
+        found = {vm.uuid: vm for vm in VM.objects.select_related("host").filter(uuid__in=data["vms"])}
+        missing = [
+            {"vm": str(u), "error": f"There is no VM with UUID {u}.", "code": "not_found"}
+            for u in data["vms"]
+            if u not in found
+        ]
+        result = jobs.jobs_request_bulk(
+            vms=list(found.values()),
+            kind=data["action"],
+            params=data["params"],
+            user=request.user,
+            ip=request.META.get("REMOTE_ADDR"),
+        )
+        return Response(
+            {"jobs": JobSerializer(result.jobs, many=True).data, "refused": missing + result.refused},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class JobViewSet(viewsets.ViewSet):
+    """Jobs: every operation, who asked, and how it ended."""
+
+    serializer_class = JobSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=["active", *JobStatus.values]),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=JobKind.values),
+            OpenApiParameter("vm", OpenApiTypes.UUID),
+            OpenApiParameter("host", OpenApiTypes.INT),
+            OpenApiParameter("q", OpenApiTypes.STR),
+            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter("offset", OpenApiTypes.INT),
+        ],
+        responses=JobSerializer(many=True),
+    )
+    def list(self, request):
+        paginator = VMPagination()
+        page = paginator.paginate_queryset(
+            job_list(filters=JobFilter.from_params(request.query_params)), request, view=self
+        )
+        return paginator.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(responses=JobDetailSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(JobDetailSerializer(job_get(job_id=pk)).data)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = jobs.job_cancel(job=job_get(job_id=pk), user=request.user)
+        return Response(JobSerializer(job).data)

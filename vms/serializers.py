@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from .models import VM
+from .models import VM, Job, JobEvent
 
 
 class VMSerializer(serializers.ModelSerializer):
@@ -31,3 +31,49 @@ class VMDetailSerializer(VMSerializer):
             "graphics_listen", "graphics_port", "graphics_socket", "graphics_password", "xml",
         ]  # fmt: skip
         read_only_fields = fields
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A job as the API, job tables and pushed ``job.updated`` events show it."""
+
+    kind_label = serializers.CharField(source="get_kind_display", read_only=True)
+    status_label = serializers.CharField(source="get_status_display", read_only=True)
+    vm_uuid = serializers.UUIDField(read_only=True)
+    target_host_name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "kind_label", "vm_uuid", "vm_name", "host", "host_name", "target_host",
+            "target_host_name", "params", "status", "status_label", "progress", "message", "error",
+            "error_code", "result", "cancel_requested", "requested_by_name", "queued_at", "started_at",
+            "finished_at", "worker", "attempts", "celery_task_id",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_target_host_name(self, job: Job) -> str:
+        return job.target_host.name if job.target_host_id and job.target_host else ""
+
+
+class JobEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobEvent
+        fields = ["at", "status", "progress", "message"]
+        read_only_fields = fields
+
+
+class JobDetailSerializer(JobSerializer):
+    events = JobEventSerializer(many=True, read_only=True)
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "events"]
+        read_only_fields = fields
+
+
+class ActionRequestSerializer(serializers.Serializer):
+    action = serializers.CharField(max_length=32)
+    params = serializers.DictField(required=False, default=dict)
+
+
+class BulkActionRequestSerializer(ActionRequestSerializer):
+    vms = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=1000)

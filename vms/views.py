@@ -1,16 +1,24 @@
-"""VM pages. Read the database only; operations go through services and jobs."""
+"""VM and job pages. Pages read the database only; operations become jobs through vms.jobs."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET, require_POST
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import XmlLexer
 
-from dashboard.errors import NotFound
+from dashboard.errors import NotFound, ServiceError
+from dashboard.pagination import paginate, query_without
+from hosts.selectors import host_list
 
+from . import actions, jobs
+from .models import VM, JobKind, JobStatus
 from .selectors import vm_get
+from .selectors_jobs import JobFilter, job_get, job_list, vm_active_job
 
 
 def _vm_or_404(uuid):
@@ -20,8 +28,150 @@ def _vm_or_404(uuid):
         raise Http404(exc.message) from None
 
 
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
 @login_required
+@require_GET
 def vm_detail(request, uuid):
     vm = _vm_or_404(uuid)
-    xml_html = mark_safe(highlight(vm.xml, XmlLexer(), HtmlFormatter(cssclass="xml"))) if vm.xml else ""  # noqa: S308 (pygments escapes)
-    return render(request, "vms/detail.html", {"vm": vm, "xml_html": xml_html})
+    context = {
+        "vm": vm,
+        "actions": actions.available(vm),
+        "active_job": vm_active_job(vm_uuid=vm.uuid),
+        "recent_jobs": job_list(filters=JobFilter(vm_uuid=str(vm.uuid)))[:10],
+    }
+    fragment = request.GET.get("fragment")
+    if fragment == "actions":
+        return render(request, "vms/_actions.html", context)
+    if fragment == "jobs":
+        return render(request, "jobs/_job_panel.html", context)
+    context["xml_html"] = mark_safe(highlight(vm.xml, XmlLexer(), HtmlFormatter(cssclass="xml"))) if vm.xml else ""  # noqa: S308 (pygments escapes)
+    return render(request, "vms/detail.html", context)
+
+
+def _params_from_form(kind: str, post) -> dict:
+    params = {}
+    if kind == JobKind.DELETE:
+        params = {"remove_storage": post.get("remove_storage") == "on", "force": post.get("force") == "on"}
+    elif kind == JobKind.SHUTDOWN and post.get("timeout"):
+        params = {"timeout": post.get("timeout")}
+    elif kind == JobKind.START and post.get("force_boot") == "on":
+        params = {"force_boot": True}
+    return params
+
+
+def _back(request, default):
+    target = request.POST.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect(default)
+
+
+@login_required
+@require_POST
+def vm_action(request, uuid, kind):
+    vm = _vm_or_404(uuid)
+    try:
+        job = jobs.job_request(
+            vm=vm, kind=kind, params=_params_from_form(kind, request.POST), user=request.user, ip=_client_ip(request)
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{job.get_kind_display()} of {vm.name} requested (job {job.pk}).")
+    return _back(request, f"/vms/{vm.uuid}/")
+
+
+@login_required
+def vm_delete(request, uuid):
+    """The delete confirmation page (options: remove storage, force off first)."""
+    vm = _vm_or_404(uuid)
+    if request.method == "POST":
+        return vm_action(request, uuid, JobKind.DELETE)
+    return render(
+        request, "vms/delete.html", {"vm": vm, "refusal": actions.refusal(vm, JobKind.DELETE, params={"force": True})}
+    )
+
+
+@login_required
+@require_POST
+def vm_bulk_action(request):
+    kind = request.POST.get("action", "")
+    uuids = request.POST.getlist("vms")
+    vms = list(VM.objects.select_related("host").filter(uuid__in=[u for u in uuids if _is_uuid(u)])[:1000])
+    if not vms:
+        messages.error(request, "Select at least one VM first.")
+        return _back(request, "/")
+    try:
+        result = jobs.jobs_request_bulk(
+            vms=vms, kind=kind, params=_params_from_form(kind, request.POST), user=request.user, ip=_client_ip(request)
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return _back(request, "/")
+    label = actions.ACTIONS[kind].label.lower() if kind in actions.ACTIONS else kind
+    if result.jobs:
+        messages.success(request, f"{len(result.jobs)} {label} job(s) started.")
+    if result.refused:
+        listed = "; ".join(r["error"] for r in result.refused[:5])
+        more = f" (and {len(result.refused) - 5} more)" if len(result.refused) > 5 else ""
+        messages.warning(request, f"{len(result.refused)} VM(s) skipped: {listed}{more}")
+    return _back(request, "/")
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid as uuidlib
+
+    try:
+        uuidlib.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+@login_required
+@require_GET
+def job_list_view(request):
+    filters = JobFilter.from_params(request.GET)
+    page = paginate(job_list(filters=filters).select_related(None), request)
+    context = {
+        "page": page,
+        "filters": filters,
+        "statuses": [("active", "Active"), *JobStatus.choices],
+        "kinds": JobKind.choices,
+        "hosts": host_list(),
+        "base_query": query_without(request, "page", "fragment"),
+    }
+    if request.GET.get("fragment") == "jobs":
+        return render(request, "jobs/_job_table.html", context)
+    return render(request, "jobs/list.html", context)
+
+
+@login_required
+@require_GET
+def job_detail(request, job_id):
+    try:
+        job = job_get(job_id=job_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    return render(request, "jobs/detail.html", {"job": job, "events": job.events.all()})
+
+
+@login_required
+@require_POST
+def job_cancel(request, job_id):
+    try:
+        job = jobs.job_cancel(job=job_get(job_id=job_id), user=request.user)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return _back(request, f"/jobs/{job_id}/")
+    if job.status == JobStatus.CANCELLED:
+        messages.success(request, f"Job {job.pk} cancelled.")
+    else:
+        messages.info(request, f"Cancellation of job {job.pk} requested; it stops at the next safe point.")
+    return _back(request, f"/jobs/{job.pk}/")

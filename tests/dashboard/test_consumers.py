@@ -32,7 +32,7 @@ def user(django_user_model):
 
 
 async def test_anonymous_sockets_are_closed_with_4401():
-    comm, connected, code = await connect(AnonymousUser())
+    _comm, connected, code = await connect(AnonymousUser())
     assert not connected and code == 4401
 
 

@@ -117,3 +117,13 @@ def test_sync_of_an_unreachable_host_marks_it_and_keeps_its_vms(host_a):
     host_a.refresh_from_db()
     assert not result.ok and host_a.state == "unreachable" and "Connection refused" in host_a.last_error
     assert VM.objects.present().filter(host=host_a).count() == 3  # nothing is "gone" just because we lost contact
+
+
+def test_removing_a_host_with_an_active_job_is_refused(host_a, admin_user):
+    from dashboard.errors import Conflict
+    from vms.jobs import job_request
+
+    job_request(vm=VM.objects.get(name="web-1"), kind="suspend", user=admin_user)  # stays queued
+    with pytest.raises(Conflict, match="1 job\\(s\\) in progress"):
+        host_remove(host=host_a)
+    assert Host.objects.filter(pk=host_a.pk).exists()
