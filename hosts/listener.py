@@ -50,6 +50,7 @@ class ListenerConfig:
     sync_workers: int = 8  # parallel connects / resyncs
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
+    lease_prefix: str = "virtfleet"  # separate lease namespaces (tests, several fleets on one Redis)
 
 
 class Shard(threading.Thread):
@@ -110,7 +111,7 @@ class Listener:
         self.config = config or ListenerConfig()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:6]}"
         self.client = client or redis.Redis.from_url(settings.REDIS_URL)
-        self.leases = LeaseBook(self.client, self.owner, ttl=self.config.lease_ttl)
+        self.leases = LeaseBook(self.client, self.owner, ttl=self.config.lease_ttl, prefix=self.config.lease_prefix)
         self.watchers: dict[int, Watcher] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()

@@ -114,11 +114,13 @@ def host_add(
     sasl_username: str = "",
     sasl_password: str = "",
     allow_offline: bool = False,
+    request_sync: bool = True,
 ) -> Host:
     """Register a host after checking its URI and that libvirt answers there.
 
     With ``allow_offline`` a host that cannot be reached now is still added (as unreachable);
-    the listener connects once it comes up.
+    the listener connects once it comes up. ``request_sync`` has a worker read its inventory
+    right away (the listener also does when it takes the host).
     """
     name = _clean_name(name)
     uri = _clean_uri(uri)
@@ -150,7 +152,7 @@ def host_add(
             _apply_node_info(host, info)
         host.save()
         _push_host(host)
-        if info:
+        if info and request_sync:
             _request_sync(host)
     log.info("host %s added (%s)", host.name, host.uri)
     return host
@@ -202,12 +204,41 @@ def _request_sync(host: Host) -> None:
     """Have a worker read the host's inventory once the current transaction commits."""
     from .tasks import host_sync_task
 
-    host_sync_task.delay_on_commit(host.pk)
+    def send() -> None:
+        try:
+            host_sync_task.delay(host.pk)
+        except Exception as exc:  # broker down: the listener resyncs the host when it takes it
+            log.warning("could not queue a sync of %s: %s", host.name, exc)
+
+    transaction.on_commit(send)
 
 
 def host_sync_request(*, host: Host) -> None:
     """Ask for a resync of ``host`` now ("Sync now"); the result reaches browsers live."""
     _request_sync(host)
+
+
+def host_ensure(*, name: str, uri: str, ssh_key_path: str = "") -> tuple[Host, bool]:
+    """Register a host idempotently (the lab's hosts): (host, created).
+
+    A host already registered by that URI or name is kept (and pointed at the URI); otherwise it
+    is added, even if it does not answer yet.
+    """
+    existing = Host.objects.filter(uri=uri).first() or Host.objects.filter(name=name).first()
+    if existing is None:
+        return host_add(name=name, uri=uri, ssh_key_path=ssh_key_path, allow_offline=True, request_sync=False), True
+    if existing.uri != uri or existing.ssh_key_path != ssh_key_path:
+        try:
+            host_update(
+                host=existing,
+                name=existing.name,
+                uri=uri,
+                ssh_key_path=ssh_key_path,
+                sasl_username=existing.sasl_username,
+            )
+        except ServiceError as exc:
+            log.warning("could not update host %s: %s", existing.name, exc.message)
+    return existing, False
 
 
 def host_remove(*, host: Host) -> None:

@@ -7,6 +7,12 @@ import pytest
 from tests.helpers import driver_uri
 
 
+def pytest_collection_modifyitems(config, items):
+    """End-to-end tests last: their session-wide processes (listener, worker) then never see the
+    unit tests' hosts, and the unit tests run first and fail fast."""
+    items.sort(key=lambda item: "/tests/e2e/" in str(item.fspath))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_connections():
     """Each test starts with no cached libvirt connection (test-driver state is per connection)."""

@@ -2,6 +2,7 @@
 
 import threading
 import time
+import uuid
 
 import pytest
 import redis
@@ -27,18 +28,21 @@ def wait_for(predicate, timeout=5.0, interval=0.02):
 
 @pytest.fixture
 def redis_client():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
+    return redis.Redis.from_url(settings.REDIS_URL)
 
 
 @pytest.fixture
-def start_listener(redis_client):
+def prefix():
+    """Each test's listeners lease in their own namespace."""
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def start_listener(redis_client, prefix):
     running = []
 
     def start(name="l1", **config):
-        cfg = ListenerConfig(**{"tick": 0.2, "lease_ttl": 1.5, **config})
+        cfg = ListenerConfig(**{"tick": 0.2, "lease_ttl": 1.5, "lease_prefix": prefix, **config})
         listener = Listener(config=cfg, client=redis_client, owner=name)
         thread = threading.Thread(target=listener.run, daemon=True)
         thread.start()
@@ -109,8 +113,9 @@ def test_two_listeners_split_the_hosts(four_hosts, start_listener):
     assert not set(one.watchers) & set(two.watchers)  # never two listeners on one host
 
 
-def test_hosts_of_a_dead_listener_are_taken_over(four_hosts, start_listener, redis_client):
-    doomed = Listener(config=ListenerConfig(tick=0.2, lease_ttl=1.5), client=redis_client, owner="doomed")
+def test_hosts_of_a_dead_listener_are_taken_over(four_hosts, start_listener, redis_client, prefix):
+    config = ListenerConfig(tick=0.2, lease_ttl=1.5, lease_prefix=prefix)
+    doomed = Listener(config=config, client=redis_client, owner="doomed")
     doomed.tick()  # takes every host, then "dies": never renews its leases
     assert len(doomed.watchers) == 4
     survivor = start_listener("survivor")

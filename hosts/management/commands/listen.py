@@ -20,11 +20,14 @@ class Command(BaseCommand):
         parser.add_argument("--shards", type=int, default=4, help="event-processing threads")
         parser.add_argument("--sync-workers", type=int, default=8, help="parallel connects and resyncs")
         parser.add_argument("--name", default="", help="listener id (default host:pid:random)")
+        parser.add_argument("--lease-prefix", default="virtfleet", help="lease namespace in Redis")
 
-    def handle(self, *args, lease_ttl, tick, shards, sync_workers, name, **options):
+    def handle(self, *args, lease_ttl, tick, shards, sync_workers, name, lease_prefix, **options):
         logging.getLogger("hosts").setLevel(logging.INFO)
         listener = Listener(
-            config=ListenerConfig(lease_ttl=lease_ttl, tick=tick, shards=shards, sync_workers=sync_workers),
+            config=ListenerConfig(
+                lease_ttl=lease_ttl, tick=tick, shards=shards, sync_workers=sync_workers, lease_prefix=lease_prefix
+            ),
             owner=name,
         )
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,44 @@
+"""Virtfleet's local lab: several independent libvirt hosts on one machine.
+
+Real hosts run their own libvirtd + virtlogd (and optionally sshd) in a private
+mount namespace with tiny TCG guests; fake hosts serve libvirt's test driver for
+scale tests. Python stdlib + libvirt-python only: no Django here.
+"""
+
+from lab.core import (
+    dead_processes,
+    domain_state,
+    domain_states,
+    down,
+    leftovers,
+    qemu_pids,
+    status,
+    up,
+)
+from lab.errors import ImageError, LabAlreadyRunning, LabError, PortInUse, PreflightError
+from lab.guests import wait_guest_ready
+from lab.images import Images, prepare
+from lab.state import LabGuest, LabHost, LabState, load_state
+
+__all__ = [
+    "ImageError",
+    "Images",
+    "LabAlreadyRunning",
+    "LabError",
+    "LabGuest",
+    "LabHost",
+    "LabState",
+    "PortInUse",
+    "PreflightError",
+    "dead_processes",
+    "domain_state",
+    "domain_states",
+    "down",
+    "leftovers",
+    "load_state",
+    "prepare",
+    "qemu_pids",
+    "status",
+    "up",
+    "wait_guest_ready",
+]

@@ -1,0 +1,153 @@
+"""The lab's domains: tiny TCG guests on real hosts, test-driver domains on fake hosts."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from xml.sax.saxutils import escape
+
+from lab.errors import LabError
+from lab.images import BANNER, Images
+from lab.state import LabGuest, LabHost
+
+GUEST_MEMORY_MIB = 128  # 64 MiB does not boot this kernel
+GUEST_CMDLINE = "console=tty0 console=ttyS0 quiet"
+
+
+def guest_name(host: str, k: int) -> str:
+    return f"{host}-vm{k}"
+
+
+def guest_uuid(lab_id: uuid.UUID, name: str) -> str:
+    """Stable across restarts of one lab, distinct across hosts and across labs."""
+    return str(uuid.uuid5(lab_id, f"guest/{name}"))
+
+
+def serial_log_path(name: str) -> str:
+    """The path as the daemon sees it: each host maps /var/log/libvirt to its own dir."""
+    return f"/var/log/libvirt/qemu/{name}.serial.log"
+
+
+def real_guest_xml(name: str, uuid_: str, images: Images) -> str:
+    """A diskless 128 MiB TCG guest booting the lab kernel, with VNC and a logged serial."""
+    n = escape(name)
+    return f"""<domain type='qemu'>
+  <name>{n}</name>
+  <uuid>{uuid_}</uuid>
+  <title>virtfleet lab guest {n}</title>
+  <memory unit='MiB'>{GUEST_MEMORY_MIB}</memory>
+  <vcpu>1</vcpu>
+  <sysinfo type='smbios'>
+    <system>
+      <entry name='manufacturer'>Virtfleet</entry>
+      <entry name='product'>{n}</entry>
+    </system>
+  </sysinfo>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{escape(images.kernel)}</kernel>
+    <initrd>{escape(images.initrd)}</initrd>
+    <cmdline>{GUEST_CMDLINE}</cmdline>
+    <smbios mode='sysinfo'/>
+  </os>
+  <features>
+    <acpi/>
+    <tcg>
+      <tb-cache unit='MiB'>16</tb-cache>
+    </tcg>
+  </features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='usb' model='none'/>
+    <serial type='pty'>
+      <log file='{serial_log_path(n)}' append='off'/>
+      <target port='0'/>
+    </serial>
+    <console type='pty'>
+      <target type='serial' port='0'/>
+    </console>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'>
+      <listen type='address' address='127.0.0.1'/>
+    </graphics>
+    <video>
+      <model type='vga'/>
+    </video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+# A realistic spread for fake VMs, cycled by index.
+_FAKE_STATES = ("running", "running", "running", "paused", "shutoff")  # 60/20/20 %
+_FAKE_SIZES = ((1, 1024), (2, 2048), (1, 512), (4, 4096), (2, 1024))
+
+
+def fake_state(k: int) -> str:
+    return _FAKE_STATES[(k - 1) % len(_FAKE_STATES)]
+
+
+def fake_guest_xml(guest: LabGuest, k: int) -> str:
+    vcpus, mib = _FAKE_SIZES[(k - 1) % len(_FAKE_SIZES)]
+    n = escape(guest.name)
+    return f"""<domain type='test'>
+  <name>{n}</name>
+  <uuid>{guest.uuid}</uuid>
+  <title>virtfleet fake VM {n}</title>
+  <memory unit='MiB'>{mib}</memory>
+  <currentMemory unit='MiB'>{mib}</currentMemory>
+  <vcpu>{vcpus}</vcpu>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <devices>
+    <graphics type='vnc' port='{5900 + k}' autoport='no' listen='127.0.0.1'>
+      <listen type='address' address='127.0.0.1'/>
+    </graphics>
+  </devices>
+</domain>
+"""
+
+
+def wait_guest_ready(host: LabHost, guest: str, timeout: float = 30.0, *, count: int = 1) -> float:
+    """Wait until `guest`, running on `host`, printed its ready banner on the serial log.
+
+    From then on its acpid listens, so an ACPI shutdown is not lost. The log is
+    truncated when QEMU starts (append='off'), so a banner in it belongs to the
+    current run of the guest; a guest reboot keeps the same QEMU, so after N
+    reboots pass `count=N + 1`. The log stays with the host that started the
+    guest: a guest that arrived by migration prints nothing new. Returns the
+    seconds waited.
+    """
+    from lab.core import domain_state  # late import: core imports this module
+
+    banner = BANNER.format(name=guest).encode()
+    path = host.serial_log(guest)
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        try:
+            with open(path, "rb") as f:
+                seen = f.read().count(banner) >= count
+        except FileNotFoundError:
+            seen = False
+        # A banner left by a previous run of a now shut-off guest does not count.
+        if seen and domain_state(host, guest) == "running":
+            return time.monotonic() - started
+        if time.monotonic() >= deadline:
+            state = domain_state(host, guest)
+            tail = ""
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    tail = f.read()[-500:].decode(errors="replace")
+            raise LabError(
+                f"{guest} on {host.name} (state {state}) showed no ready banner in {timeout:.0f}s; "
+                f"serial log {path}: {tail!r}"
+            )
+        time.sleep(0.05)
