@@ -15,6 +15,8 @@ from vms.selectors import VMFilter, sort_key, vm_list
 @login_required
 @require_GET
 def fleet(request):
+    if request.GET.get("fragment") == "summary":
+        return render(request, "dashboard/_summary.html", {"summary": fleet_summary()})
     filters = VMFilter.from_params(request.GET)
     sort = sort_key(request.GET.get("sort"))
     page = paginate(vm_list(filters=filters, sort=sort), request)

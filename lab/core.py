@@ -9,6 +9,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -192,6 +193,90 @@ def qemu_pids(host: LabHost) -> dict[str, int]:
         if pid is not None and is_ours(Proc(pid, "qemu-system", str(Path(host.dir).parent.parent))):
             out[pidfile.stem] = pid
     return out
+
+
+def kill_libvirtd(base_dir: str | os.PathLike[str], host_name: str, sig: int = signal.SIGKILL) -> int:
+    """Kill one real host's libvirtd (its guests and virtlogd keep running); returns its PID.
+
+    For tests of what the dashboard does when a host goes away.
+    """
+    state = _require_state(base_dir)
+    host = state.host(host_name)
+    proc = Proc(host.pids["libvirtd"], "libvirtd", host.dir, label=f"{host.name}/libvirtd")
+    if not is_ours(proc):
+        raise LabError(f"{host_name}: libvirtd (pid {proc.pid}) is not running")
+    os.kill(proc.pid, sig)
+    deadline = time.monotonic() + 10
+    while is_ours(proc) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return proc.pid
+
+
+def start_libvirtd(base_dir: str | os.PathLike[str], host_name: str, timeout: float = 30.0) -> LabState:
+    """Start a real host's libvirtd again, in the host's own mount namespace, and record it.
+
+    The namespace outlives the daemon because virtlogd (and any QEMU) still run in it; the new
+    libvirtd picks its running guests back up.
+    """
+    base = Path(base_dir).resolve()
+    with _locked(base):
+        state = _require_state(base)
+        host = state.host(host_name)
+        anchor = Proc(host.pids.get("virtlogd", 0), "virtlogd", host.dir, ns=host.mnt_ns)
+        if not is_ours(anchor):
+            raise LabError(f"{host_name}: its virtlogd is gone, so its namespace is too; run lab down and up")
+        d = Path(host.dir)
+        argv = ["nsenter", "-t", str(anchor.pid), "-m", H.LIBVIRTD, "-d", "-l"]
+        argv += ["-f", str(d / "etc" / "libvirtd.conf"), "-p", str(d / "run" / "libvirtd.pid")]
+        subprocess.run(
+            argv,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        pid = None
+        while time.monotonic() < deadline:
+            pid = read_pidfile(d / "run" / "libvirtd.pid")
+            if pid and is_ours(Proc(pid, "libvirtd", host.dir)) and pid != host.pids.get("libvirtd"):
+                break
+            time.sleep(0.02)
+        else:
+            raise LabError(f"{host_name}: libvirtd did not start again")
+        _wait_uri(host.unix_uri, deadline)
+        hosts = tuple(
+            _replace_host(h, pids={**h.pids, "libvirtd": pid}) if h.name == host_name else h for h in state.hosts
+        )
+        state = _replace(state, hosts=hosts)
+        save_state(state)
+        return state
+
+
+def _wait_uri(uri: str, deadline: float) -> None:
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            libvirt.open(uri).close()
+            return
+        except libvirt.libvirtError as e:
+            last = e
+            time.sleep(0.05)
+    raise LabError(f"{uri} did not answer: {last}")
+
+
+def _replace_host(host: LabHost, **changes: object) -> LabHost:
+    import dataclasses
+
+    return dataclasses.replace(host, **changes)  # type: ignore[arg-type]
+
+
+def _require_state(base_dir: str | os.PathLike[str]) -> LabState:
+    state = load_state(Path(base_dir).resolve())
+    if state is None:
+        raise LabError(f"no lab recorded in {base_dir}")
+    return state
 
 
 # --- up, step by step ----------------------------------------------------------

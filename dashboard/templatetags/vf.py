@@ -32,6 +32,12 @@ def kib(value) -> str:
 
 
 @register.simple_tag
+def job_badge(status: str, label: str = "") -> str:
+    """A job status badge: a running job is blue, not the green of a running VM."""
+    return badge("job-running" if status == "running" else status, label or status)
+
+
+@register.simple_tag
 def badge(state: str, label: str = "") -> str:
     state = state or "unknown"
     return format_html('<span class="badge {}">{}</span>', state, label or state.replace("_", " "))

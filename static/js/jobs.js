@@ -1,13 +1,15 @@
 // Jobs list and job page: statuses, progress and outcomes update live.
 import { badge, escapeHtml } from "./format.js";
 
+const jobBadge = (status, label) => badge(status === "running" ? "job-running" : status, label);
+
 const table = document.getElementById("job-table");
 const headEl = document.getElementById("job-head");
 
 function applyRow(job) {
   const row = document.querySelector(`tr[data-job-id="${job.id}"]`);
   if (!row) return false;
-  row.querySelector('[data-field="status"]').innerHTML = badge(job.status, job.status_label);
+  row.querySelector('[data-field="status"]').innerHTML = jobBadge(job.status, job.status_label);
   const bar = job.status === "running" ? `<div class="progress" style="width:160px"><span style="width: ${job.progress}%"></span></div>` : "";
   const text = job.error ? `<span class="error-text">${escapeHtml(job.error)}</span>` : escapeHtml(job.message);
   row.querySelector('[data-field="outcome"]').innerHTML = bar + text;
@@ -21,12 +23,12 @@ function applyRow(job) {
 function applyHead(job) {
   if (!headEl || String(job.id) !== headEl.dataset.jobId) return;
   const previous = headEl.dataset.status;
-  headEl.querySelector('[data-field="status"]').innerHTML = badge(job.status, job.status_label);
+  headEl.querySelector('[data-field="status"]').innerHTML = jobBadge(job.status, job.status_label);
   document.querySelector('[data-field="progress"]').style.width = `${job.progress}%`;
   document.querySelector('[data-field="message"]').textContent = job.message;
   if (previous && previous !== job.status) {
     const li = document.createElement("li");
-    li.innerHTML = `<time>${new Date().toLocaleTimeString()}</time> ${badge(job.status, job.status_label)} ${escapeHtml(job.error || job.message)}`;
+    li.innerHTML = `<time>${new Date().toLocaleTimeString()}</time> ${jobBadge(job.status, job.status_label)} ${escapeHtml(job.error || job.message)}`;
     document.getElementById("job-timeline")?.appendChild(li);
   }
   headEl.dataset.status = job.status;

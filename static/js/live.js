@@ -131,6 +131,19 @@ function applyVM(vm) {
     });
   }
   if (!rows.length) noticeNewRows(vm);
+  refreshSummarySoon();
+}
+
+// The fleet totals are refetched (at most every 2 s) rather than recomputed in the browser.
+let summaryTimer = null;
+function refreshSummarySoon() {
+  const summary = document.getElementById("summary");
+  if (!summary || summaryTimer) return;
+  summaryTimer = setTimeout(async () => {
+    summaryTimer = null;
+    const response = await fetch(summary.dataset.summaryUrl, { credentials: "same-origin" });
+    if (response.ok) summary.innerHTML = await response.text();
+  }, 2000);
 }
 
 function noticeNewRows(vm) {
@@ -147,7 +160,7 @@ function noticeNewRows(vm) {
 function applyHost(host) {
   document.querySelectorAll(`[data-host-id="${host.id}"]`).forEach((row) => {
     setField(row, "status", badge(host.status, host.status.replace(/_/g, " ")) +
-      (host.last_error && host.status !== "connected" ? `<div class="small muted" title="${escapeHtml(host.last_error)}">${escapeHtml(host.last_error.slice(0, 80))}</div>` : ""));
+      (host.last_error && host.status !== "connected" ? `<div class="small muted" title="${escapeHtml(host.last_error)}">${escapeHtml(host.last_error.length > 110 ? host.last_error.slice(0, 109) + "…" : host.last_error)}</div>` : ""));
     if (host.vm_count !== undefined) {
       setField(row, "running_count", String(host.running_count));
       setField(row, "vm_count", String(host.vm_count));
@@ -160,6 +173,7 @@ function applyHost(host) {
     }
     setField(row, "last_seen", host.last_seen ? `<time datetime="${host.last_seen}">${timeAgo(host.last_seen)}</time>` : '<span class="muted">never</span>');
   });
+  refreshSummarySoon();
   const err = document.getElementById("host-error");
   if (err && host.status === "connected") err.remove();
 }
@@ -197,6 +211,7 @@ export async function refreshAll() {
     );
   }
   document.dispatchEvent(new CustomEvent("vf:refresh"));
+  refreshSummarySoon();
   await Promise.allSettled(tasks);
   const notice = document.getElementById("vm-notice");
   if (notice) notice.classList.remove("show");

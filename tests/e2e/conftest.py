@@ -242,3 +242,61 @@ def add_host_live(transactional_db):
         return host
 
     return add
+
+
+# --- the lab as the dashboard sees it ----------------------------------------------------------------
+def virsh(lab_host, *args: str, check: bool = True) -> str:
+    """Run virsh against a lab host, the way an operator would behind Virtfleet's back."""
+    result = subprocess.run(["virsh", "-q", "-c", lab_host.unix_uri, *args], capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"virsh {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def domstate(lab_host, guest: str) -> str:
+    return virsh(lab_host, "domstate", guest).splitlines()[0].strip()
+
+
+def reset_guests(state) -> None:
+    """Put every real lab guest back in the state lab.up leaves it in (tests change them)."""
+    import lab
+
+    for host in state.real_hosts:
+        for guest in host.guests:
+            want = "running" if guest.name.endswith("-vm1") else "shut off"
+            now = domstate(host, guest.name) if guest.name in virsh(host, "list", "--all", "--name") else None
+            if now is None:
+                continue
+            if want == "running" and now == "paused":
+                virsh(host, "resume", guest.name)
+            elif want == "running" and now != "running":
+                virsh(host, "start", guest.name)
+                lab.wait_guest_ready(host, guest.name, timeout=30)  # the serial log restarts with QEMU
+            elif want == "shut off" and now != "shut off":
+                virsh(host, "destroy", guest.name)
+
+
+@pytest.fixture
+def lab_hosts(lab_state, transactional_db):
+    """The lab's real hosts registered in the dashboard (as `manage.py lab up` does), guests reset."""
+    from hosts.services import host_ensure, host_sync
+
+    reset_guests(lab_state)
+    hosts = []
+    for h in lab_state.real_hosts:
+        host, _ = host_ensure(name=h.name, uri=h.uri)
+        assert host_sync(host=host).ok, f"{h.name} did not answer"
+        host.refresh_from_db()
+        hosts.append(host)
+    return hosts
+
+
+@pytest.fixture
+def real_broker():
+    """Jobs requested from the test process go to Redis and a real worker, not run inline."""
+    from dashboard.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    yield app
+    app.conf.task_always_eager = before
