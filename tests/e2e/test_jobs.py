@@ -5,7 +5,7 @@ import signal
 import pytest
 
 import lab
-from tests.e2e.conftest import domstate, screenshot, virsh, wait_for
+from tests.e2e.conftest import domstate, screenshot, wait_for
 from vms.models import VM, Job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
