@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import BenchEnv, rss_mib, summary_ms  # noqa: E402
+from bench.harness import BenchEnv, rss_mib, summary_ms
 
 
 class Client(threading.Thread):
