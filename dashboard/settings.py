@@ -172,6 +172,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
 # Inventory reads never wait behind (or delay) VM operations; migrations get their own workers.
 CELERY_TASK_ROUTES = {
+    "hosts.tasks.host_maintenance_task": {"queue": "lifecycle"},
     "hosts.tasks.*": {"queue": "inventory"},
     "vms.tasks.migration_*": {"queue": "migration"},
     "vms.tasks.*": {"queue": "lifecycle"},
@@ -252,6 +253,9 @@ VIRTFLEET = {
     "SHUTDOWN_RESEND": env_int("VIRTFLEET_SHUTDOWN_RESEND", 10),
     "JOB_RETRIES": env_int("VIRTFLEET_JOB_RETRIES", 3),
     "JOB_RETRY_BACKOFF": float(os.environ.get("VIRTFLEET_JOB_RETRY_BACKOFF", "2")),
+    # live migration: concurrent migrations per host (more wait in the queue and say so)
+    "MIGRATION_MAX_OUTGOING": env_int("VIRTFLEET_MIGRATION_MAX_OUTGOING", 2),
+    "MIGRATION_MAX_INCOMING": env_int("VIRTFLEET_MIGRATION_MAX_INCOMING", 2),
     "LAB_DIR": Path(os.environ.get("VIRTFLEET_LAB_DIR", VAR_DIR / "lab")),
 }
 

@@ -6,12 +6,12 @@ from rest_framework.routers import DefaultRouter
 
 from dashboard import views
 from hosts.api import HostViewSet
-from vms.api import JobViewSet, VMViewSet
+from vms.api import JobViewSet, VMViewSetWithMigration
 from vms.urls import jobs_patterns
 
 router = DefaultRouter(trailing_slash=True)
 router.register("hosts", HostViewSet, basename="api-host")
-router.register("vms", VMViewSet, basename="api-vm")
+router.register("vms", VMViewSetWithMigration, basename="api-vm")
 router.register("jobs", JobViewSet, basename="api-job")
 
 urlpatterns = [

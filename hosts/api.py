@@ -1,7 +1,7 @@
 """JSON API for hosts: list, get, add, edit, remove, sync now."""
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -49,6 +49,31 @@ class HostViewSet(viewsets.ViewSet):
     def destroy(self, request, pk=None):
         services.host_remove(host=host_get(host_id=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=inline_serializer(
+            "MaintenanceRequest", {"action": serializers.ChoiceField(choices=["enter", "leave"])}
+        ),
+        responses={202: None, 200: HostSerializer},
+        description="enter: refuse new VMs and live-migrate every running VM away (a job); leave: back in service.",
+    )
+    @action(detail=True, methods=["post"])
+    def maintenance(self, request, pk=None):
+        from vms.serializers import JobSerializer
+
+        from .maintenance import host_maintenance_enter, host_maintenance_leave
+
+        host = host_get(host_id=pk)
+        what = request.data.get("action") if isinstance(request.data, dict) else None
+        if what == "enter":
+            job = host_maintenance_enter(host=host, user=request.user, ip=request.META.get("REMOTE_ADDR"))
+            return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        if what == "leave":
+            host_maintenance_leave(host=host)
+            return Response(HostSerializer(host_get(host_id=pk)).data)
+        from dashboard.errors import ServiceError
+
+        raise ServiceError('action must be "enter" or "leave".', field="action")
 
     @extend_schema(request=None, responses={202: None})
     @action(detail=True, methods=["post"])

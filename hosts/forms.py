@@ -30,6 +30,20 @@ class HostForm(forms.Form):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
 
+    peer_uri = forms.CharField(
+        label="URI for other hosts (migration)",
+        max_length=1024,
+        required=False,
+        help_text="How other hosts' libvirtd reach this one for peer-to-peer migration; default: the URI above.",
+        widget=forms.TextInput(attrs={"spellcheck": "false"}),
+    )
+    migration_address = forms.CharField(
+        label="Migration network address",
+        max_length=255,
+        required=False,
+        help_text="Address of this host on the network migrations should use; default: its host name.",
+    )
+
 
 class HostAddForm(HostForm):
     allow_offline = forms.BooleanField(

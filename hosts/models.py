@@ -33,6 +33,18 @@ class Host(models.Model):
     )
     sasl_username = models.CharField("SASL user", max_length=150, blank=True)
     sasl_password = models.CharField("SASL password", max_length=1024, blank=True)
+    peer_uri = models.CharField(
+        "URI for other hosts",
+        max_length=1024,
+        blank=True,
+        help_text="How other hosts' libvirtd reach this one for peer-to-peer migration (default: the URI above).",
+    )
+    migration_address = models.CharField(
+        "migration address",
+        max_length=255,
+        blank=True,
+        help_text="Address of this host on the migration network (default: its host name).",
+    )
 
     state = models.CharField(max_length=16, choices=HostState.choices, default=HostState.PENDING, db_index=True)
     maintenance = models.CharField(max_length=16, choices=MaintenanceState.choices, default="", blank=True)
@@ -75,6 +87,11 @@ class Host(models.Model):
         if self.maintenance == MaintenanceState.ENTERING:
             return "entering_maintenance"
         return self.state
+
+    @property
+    def migration_uri(self) -> str:
+        """The libvirt URI a peer host's libvirtd uses to reach this host."""
+        return self.peer_uri or self.uri
 
     @property
     def is_connected(self) -> bool:

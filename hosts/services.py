@@ -68,6 +68,35 @@ def _clean_uri(uri: str, *, exclude_pk: int | None = None) -> str:
     return parsed.uri
 
 
+def _clean_peer_uri(uri: str) -> str:
+    uri = (uri or "").strip()
+    if not uri:
+        return ""
+    try:
+        return parse_uri(uri).uri
+    except InvalidURI as exc:
+        raise ServiceError(f"Invalid URI for other hosts: {exc}", field="peer_uri") from None
+
+
+def _clean_address(address: str) -> str:
+    import ipaddress
+
+    address = (address or "").strip()
+    if not address:
+        return ""
+    try:
+        ipaddress.ip_address(address)
+        return address
+    except ValueError:
+        pass
+    if re.match(
+        r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+        address,
+    ):
+        return address
+    raise ServiceError("The migration address must be an IP address or a host name.", field="migration_address")
+
+
 def _clean_key(path: str) -> str:
     path = (path or "").strip()
     if not path:
@@ -113,6 +142,8 @@ def host_add(
     ssh_key_path: str = "",
     sasl_username: str = "",
     sasl_password: str = "",
+    peer_uri: str = "",
+    migration_address: str = "",
     allow_offline: bool = False,
     request_sync: bool = True,
 ) -> Host:
@@ -125,6 +156,8 @@ def host_add(
     name = _clean_name(name)
     uri = _clean_uri(uri)
     ssh_key_path = _clean_key(ssh_key_path)
+    peer_uri = _clean_peer_uri(peer_uri)
+    migration_address = _clean_address(migration_address)
     sasl_username = (sasl_username or "").strip()
     credentials = Credentials(ssh_key_path=ssh_key_path, username=sasl_username, password=sasl_password or "")
     info: HostInfo | None = None
@@ -143,6 +176,8 @@ def host_add(
             ssh_key_path=ssh_key_path,
             sasl_username=sasl_username,
             sasl_password=sasl_password or "",
+            peer_uri=peer_uri,
+            migration_address=migration_address,
             state=HostState.CONNECTED if info else HostState.UNREACHABLE,
             last_error=error,
             last_seen=now if info else None,
@@ -166,6 +201,8 @@ def host_update(
     ssh_key_path: str = "",
     sasl_username: str = "",
     sasl_password: str | None = None,
+    peer_uri: str | None = None,
+    migration_address: str | None = None,
 ) -> Host:
     """Edit a host. A changed URI or credentials are checked by connecting before they are saved.
 
@@ -174,6 +211,8 @@ def host_update(
     name = _clean_name(name, exclude_pk=host.pk)
     uri = _clean_uri(uri, exclude_pk=host.pk)
     ssh_key_path = _clean_key(ssh_key_path)
+    peer_uri = host.peer_uri if peer_uri is None else _clean_peer_uri(peer_uri)
+    migration_address = host.migration_address if migration_address is None else _clean_address(migration_address)
     sasl_username = (sasl_username or "").strip()
     password = host.sasl_password if sasl_password is None else sasl_password
     transport_changed = (uri, ssh_key_path, sasl_username, password) != (
@@ -188,6 +227,7 @@ def host_update(
     with transaction.atomic():
         host.name, host.uri, host.ssh_key_path = name, uri, ssh_key_path
         host.sasl_username, host.sasl_password = sasl_username, password
+        host.peer_uri, host.migration_address = peer_uri, migration_address
         if info:
             _apply_node_info(host, info)
             _set_state(host, HostState.CONNECTED, "")
@@ -218,7 +258,7 @@ def host_sync_request(*, host: Host) -> None:
     _request_sync(host)
 
 
-def host_ensure(*, name: str, uri: str, ssh_key_path: str = "") -> tuple[Host, bool]:
+def host_ensure(*, name: str, uri: str, ssh_key_path: str = "", migration_address: str = "") -> tuple[Host, bool]:
     """Register a host idempotently (the lab's hosts): (host, created).
 
     A host already registered by that URI or name is kept (and pointed at the URI); otherwise it
@@ -250,6 +290,7 @@ def host_remove(*, host: Host) -> None:
         raise Conflict(f"Host {host.name} has {busy} job(s) in progress; wait for them or cancel them first.")
     host_id = host.pk
     with transaction.atomic():
+        Host.objects.select_for_update().filter(pk=host_id).first()  # wait for a running sync of it
         VM.objects.filter(also_on=host).update(also_on=None)
         VM.objects.filter(host=host).delete()
         host.delete()

@@ -37,8 +37,14 @@ def host_detail(request, host_id: int):
     filters = VMFilter(host_id=host.pk, q=(request.GET.get("q") or "").strip()[:200])
     sort = sort_key(request.GET.get("sort"))
     page = paginate(vm_list(filters=filters, sort=sort), request)
+    from vms.models import Job, JobKind
+
+    maintenance_job = Job.objects.active().filter(kind=JobKind.MAINTENANCE, host=host).first()
     context = {
         "host": host,
+        "maintenance_job": maintenance_job,
+        "maintenance_children": maintenance_job.children.select_related("target_host") if maintenance_job else [],
+        "last_maintenance": Job.objects.filter(kind=JobKind.MAINTENANCE, host=host).first(),
         "page": page,
         "filters": filters,
         "sort": sort,
@@ -48,6 +54,10 @@ def host_detail(request, host_id: int):
     }
     if request.GET.get("fragment") == "vms":
         return render(request, "vms/_vm_table.html", context)
+    if request.GET.get("fragment") == "maintenance":
+        return render(request, "hosts/_maintenance.html", context)
+    if request.GET.get("fragment") == "host-actions":
+        return render(request, "hosts/_host_actions.html", context)
     return render(request, "hosts/detail.html", context)
 
 
@@ -73,7 +83,9 @@ def host_add(request):
 @require_http_methods(["GET", "POST"])
 def host_edit(request, host_id: int):
     host = _host_or_404(host_id)
-    initial = {k: getattr(host, k) for k in ("name", "uri", "ssh_key_path", "sasl_username")}
+    initial = {
+        k: getattr(host, k) for k in ("name", "uri", "ssh_key_path", "sasl_username", "peer_uri", "migration_address")
+    }
     form = HostEditForm(request.POST or None, initial=initial, has_password=bool(host.sasl_password))
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
@@ -110,4 +122,26 @@ def host_sync(request, host_id: int):
     host = _host_or_404(host_id)
     services.host_sync_request(host=host)
     messages.info(request, f"Resync of {host.name} requested; changes appear as they are found.")
+    return redirect("hosts:detail", host_id=host.pk)
+
+
+@login_required
+@require_POST
+def host_maintenance(request, host_id: int, action: str):
+    from .maintenance import host_maintenance_enter, host_maintenance_leave
+
+    host = _host_or_404(host_id)
+    try:
+        if action == "enter":
+            job = host_maintenance_enter(host=host, user=request.user, ip=request.META.get("REMOTE_ADDR"))
+            messages.success(
+                request, f"{host.name} is entering maintenance; its running VMs are being moved (job {job.pk})."
+            )
+        elif action == "leave":
+            host_maintenance_leave(host=host)
+            messages.success(request, f"{host.name} is back in service.")
+        else:
+            raise Http404("unknown maintenance action")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     return redirect("hosts:detail", host_id=host.pk)

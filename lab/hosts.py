@@ -297,11 +297,33 @@ class Started:
     mnt_ns: str
 
 
+def propagation() -> str:
+    """How the new mount namespace treats mount propagation.
+
+    Normally "private", so the host's bind mounts never leak back. Inside a chroot whose root is
+    not a mount point `unshare` cannot change the root's propagation ("Invalid argument"); when no
+    mount on the machine is shared, nothing can propagate anyway and "unchanged" is just as safe.
+    """
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = [line.split() for line in f]
+    except OSError:
+        return "private"
+    if any(len(fields) > 4 and fields[4] == "/" for fields in lines):
+        return "private"
+    if any(any(opt.startswith("shared:") for opt in fields[6:]) for fields in lines):
+        raise LabError(
+            "the root directory is not a mount point (a chroot?) and some mounts are shared: the lab's "
+            "bind mounts could leak out. Run the lab on the machine itself, or bind-mount the chroot onto itself."
+        )
+    return "unchanged"
+
+
 def spawn(plan: HostPlan) -> subprocess.Popen[bytes]:
     """Start the namespace script; it exits once libvirtd has daemonized."""
     with open(plan.dir / "start.log", "wb") as logf:
         return subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "/bin/sh", str(plan.dir / "start.sh")],
+            ["unshare", "-m", "--propagation", propagation(), "/bin/sh", str(plan.dir / "start.sh")],
             stdin=subprocess.DEVNULL,
             stdout=logf,
             stderr=subprocess.STDOUT,

@@ -45,7 +45,7 @@ class VMPagination(LimitOffsetPagination):
     max_limit = 1000
 
 
-class VMViewSet(viewsets.ViewSet):
+class VMViewSet(viewsets.ViewSet):  # the migration actions are added below (VMMigrationMixin)
     """VMs of the whole fleet, keyed by UUID."""
 
     lookup_field = "uuid"
@@ -116,6 +116,111 @@ class VMViewSet(viewsets.ViewSet):
         )
 
 
+class MigrationRequestSerializer(serializers.Serializer):
+    target = serializers.IntegerField(help_text="id of the target host")
+    options = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="live, copy_storage (''|all|inc), bandwidth_mibs, max_downtime_ms, auto_converge, compressed, postcopy",
+    )
+
+
+class CheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    message = serializers.CharField()
+
+
+class PreflightResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    checks = CheckSerializer(many=True)
+
+
+def _target(pk):
+    from dashboard.errors import NotFound
+    from hosts.models import Host
+
+    host = Host.objects.filter(pk=pk).first()
+    if host is None:
+        raise NotFound(f"There is no host with id {pk}.", field="target")
+    return host
+
+
+def _checks(checks) -> list[dict]:
+    return [{"name": c.name, "ok": c.ok, "message": c.message} for c in checks]
+
+
+class VMMigrationMixin:
+    @extend_schema(
+        responses=inline_serializer(
+            "MigrationTarget",
+            {
+                "host": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "status": serializers.CharField(),
+                "free_memory_bytes": serializers.IntegerField(),
+                "cpu_model": serializers.CharField(),
+                "running_vms": serializers.IntegerField(),
+                "eligible": serializers.BooleanField(),
+                "reason": serializers.CharField(),
+            },
+            many=True,
+        )
+    )
+    @action(detail=True, methods=["get"], url_path="migration/targets")
+    def migration_targets(self, request, uuid=None):
+        from .migration import migration_targets
+
+        return Response(
+            [
+                {
+                    "host": t.host.pk,
+                    "name": t.host.name,
+                    "status": t.host.status,
+                    "free_memory_bytes": t.host.free_memory_bytes,
+                    "cpu_model": t.host.cpu_model,
+                    "running_vms": t.running,
+                    "eligible": t.eligible,
+                    "reason": t.reason,
+                }
+                for t in migration_targets(vm=vm_get(uuid=uuid))
+            ]
+        )
+
+    @extend_schema(request=MigrationRequestSerializer, responses=PreflightResultSerializer)
+    @action(detail=True, methods=["post"], url_path="migration/preflight")
+    def migration_preflight(self, request, uuid=None):
+        from .migration import migration_options, migration_preflight
+
+        data = _valid(MigrationRequestSerializer, request.data)
+        vm = vm_get(uuid=uuid)
+        checks = migration_preflight(
+            vm=vm, target=_target(data["target"]), options=migration_options(vm=vm, params=data["options"])
+        )
+        return Response({"ok": all(c.ok for c in checks), "checks": _checks(checks)})
+
+    @extend_schema(request=MigrationRequestSerializer, responses={202: JobSerializer})
+    @action(detail=True, methods=["post"], url_path="migrate")
+    def migrate(self, request, uuid=None):
+        from .migration import PreflightFailed, migration_request
+
+        data = _valid(MigrationRequestSerializer, request.data)
+        try:
+            job = migration_request(
+                vm=vm_get(uuid=uuid),
+                target=_target(data["target"]),
+                params=data["options"],
+                user=request.user,
+                ip=request.META.get("REMOTE_ADDR"),
+            )
+        except PreflightFailed as exc:
+            return Response(
+                {"error": exc.message, "code": exc.code, "checks": _checks(exc.checks)},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
 class JobViewSet(viewsets.ViewSet):
     """Jobs: every operation, who asked, and how it ended."""
 
@@ -149,3 +254,14 @@ class JobViewSet(viewsets.ViewSet):
     def cancel(self, request, pk=None):
         job = jobs.job_cancel(job=job_get(job_id=pk), user=request.user)
         return Response(JobSerializer(job).data)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def postcopy(self, request, pk=None):
+        from .migration import migration_postcopy
+
+        return Response(JobSerializer(migration_postcopy(job=job_get(job_id=pk))).data)
+
+
+class VMViewSetWithMigration(VMMigrationMixin, VMViewSet):
+    """VMs of the whole fleet, keyed by UUID; operations, migration."""

@@ -143,6 +143,9 @@ def vm_reconcile(
 
     result = ReconcileResult()
     with transaction.atomic():
+        # The host row first: a host removed meanwhile (host_remove locks it too) has no inventory.
+        if not Host.objects.select_for_update().filter(pk=host.pk).exists():
+            return result
         rows = {str(vm.uuid): vm for vm in VM.objects.select_for_update().filter(candidates).select_related("host")}
         to_create: list[VM] = []
         to_write: dict[str, VM] = {}  # rows to save

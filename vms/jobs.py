@@ -188,7 +188,7 @@ def job_cancel(*, job: Job, user=None) -> Job:
     return job
 
 
-CANCELLABLE_WHILE_RUNNING = {JobKind.SHUTDOWN, JobKind.MIGRATE}
+CANCELLABLE_WHILE_RUNNING = {JobKind.SHUTDOWN, JobKind.MIGRATE, JobKind.MAINTENANCE}
 
 
 # --- the state machine ----------------------------------------------------------------------------------
@@ -485,6 +485,16 @@ TARGET_STATES = {
 # --- jobs whose worker died -----------------------------------------------------------------------------------
 def job_end_interrupted(job: Job, *, reason: str) -> Job:
     """End a job left running by a dead worker, judged by what libvirt says now."""
+    if job.kind == JobKind.MIGRATE:
+        return _end_interrupted_migration(job, reason=reason)
+    if job.vm_uuid is None:  # host-wide jobs (maintenance) are judged by their children
+        with transaction.atomic():
+            current = Job.objects.select_for_update().get(pk=job.pk)
+            if current.status != JobStatus.RUNNING:
+                return current
+            return job_transition(
+                current, JobStatus.FAILED, error=f"interrupted: {reason}; run it again", error_code="interrupted"
+            )
     state = None
     exists = True
     if job.host is not None:
@@ -517,6 +527,42 @@ def job_end_interrupted(job: Job, *, reason: str) -> Job:
             current,
             JobStatus.FAILED,
             error=f"interrupted: {reason}; {now}. Check the VM and run the operation again if needed.",
+            error_code="interrupted",
+        )
+
+
+def _end_interrupted_migration(job: Job, *, reason: str) -> Job:
+    """A migration whose worker died: done if the VM now runs on the target and not on the source."""
+    from .migration import _reread
+
+    where = {}
+    for label, host in (("source", job.host), ("target", job.target_host)):
+        if host is None:
+            continue
+        try:
+            where[label] = str(host_connection(host).power_state(str(job.vm_uuid))[0])
+        except DomainNotFound:
+            where[label] = None
+        except VirtError:
+            where[label] = "unknown"
+    if job.host and job.target_host:
+        _reread(job.vm_uuid, job.host, job.target_host)
+    moved = where.get("target") in ("running", "paused") and where.get("source") is None
+    with transaction.atomic():
+        current = Job.objects.select_for_update().get(pk=job.pk)
+        if current.status != JobStatus.RUNNING:
+            return current
+        if moved:
+            return job_transition(
+                current,
+                JobStatus.SUCCEEDED,
+                message=f"interrupted ({reason}), but the VM arrived on {job.target_host.name}",
+            )
+        return job_transition(
+            current,
+            JobStatus.FAILED,
+            error=f"interrupted: {reason}; the VM is {where.get('source') or 'not'} on the source"
+            f" and {where.get('target') or 'not'} on the target. Check it and migrate again if needed.",
             error_code="interrupted",
         )
 

@@ -121,6 +121,7 @@ class JobKind(models.TextChoices):
     AUTOSTART_OFF = "autostart_off", "Autostart off"
     DELETE = "delete", "Delete"
     MIGRATE = "migrate", "Migrate"
+    MAINTENANCE = "maintenance", "Enter maintenance"
 
 
 class JobQuerySet(models.QuerySet):
@@ -140,8 +141,8 @@ class Job(models.Model):
 
     kind = models.CharField(max_length=24, choices=JobKind.choices, db_index=True)
     vm = models.ForeignKey(VM, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
-    vm_uuid = models.UUIDField(db_index=True)
-    vm_name = models.CharField(max_length=255)
+    vm_uuid = models.UUIDField(null=True, blank=True, db_index=True)  # None for host-wide jobs
+    vm_name = models.CharField(max_length=255, blank=True)
     host = models.ForeignKey("hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     host_name = models.CharField(max_length=100, blank=True)
     target_host = models.ForeignKey(
@@ -156,6 +157,8 @@ class Job(models.Model):
     error_code = models.CharField(max_length=40, blank=True)
     result = models.JSONField(default=dict, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    postcopy_requested = models.BooleanField(default=False)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
 
     requested_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="virtfleet_jobs"
@@ -183,7 +186,7 @@ class Job(models.Model):
         indexes = [models.Index(fields=["vm_uuid", "-queued_at"]), models.Index(fields=["status", "-queued_at"])]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.vm_name} (job {self.pk})"
+        return f"{self.get_kind_display()} {self.vm_name or self.host_name} (job {self.pk})"
 
     @property
     def is_active(self) -> bool:

@@ -22,3 +22,12 @@ def jobs_reap_task() -> None:
     from .worker import worker_alive
 
     jobs.jobs_reap(worker_alive=worker_alive)
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=None)
+def migration_run(self, job_id: int) -> None:
+    """Run one migration (queue: migration); while both hosts' slots are taken, ask again in 2 s."""
+    from .migration import WAIT, migration_execute
+
+    if migration_execute(job_id, worker=worker_name(self.request.hostname)) == WAIT:
+        raise self.retry(countdown=2)

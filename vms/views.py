@@ -157,7 +157,8 @@ def job_detail(request, job_id):
         job = job_get(job_id=job_id)
     except NotFound as exc:
         raise Http404(exc.message) from None
-    return render(request, "jobs/detail.html", {"job": job, "events": job.events.all()})
+    children = job.children.select_related("target_host")
+    return render(request, "jobs/detail.html", {"job": job, "events": job.events.all(), "children": children})
 
 
 @login_required
@@ -175,3 +176,98 @@ def job_cancel(request, job_id):
     else:
         messages.info(request, f"Cancellation of job {job.pk} requested; it stops at the next safe point.")
     return _back(request, f"/jobs/{job.pk}/")
+
+
+# --- migration ----------------------------------------------------------------------------------------
+def _migration_params(post) -> dict:
+    params = {
+        "copy_storage": post.get("copy_storage", ""),
+        "bandwidth_mibs": post.get("bandwidth_mibs", ""),
+        "max_downtime_ms": post.get("max_downtime_ms", ""),
+        "auto_converge": post.get("auto_converge") == "on",
+        "compressed": post.get("compressed") == "on",
+        "postcopy": post.get("postcopy") == "on",
+    }
+    if post.get("mode") in ("live", "offline"):
+        params["live"] = post.get("mode") == "live"
+    return params
+
+
+def _target_or_none(value):
+    from hosts.models import Host
+
+    return Host.objects.filter(pk=int(value)).first() if str(value or "").isdigit() else None
+
+
+@login_required
+def vm_migrate(request, uuid):
+    """The migrate dialog: targets with what matters for the choice, options, pre-flight results."""
+    from .migration import PreflightFailed, migration_request, migration_targets
+
+    vm = _vm_or_404(uuid)
+    context = {"vm": vm, "targets": migration_targets(vm=vm), "checks": None, "values": request.POST or {}}
+    if request.method == "POST":
+        target = _target_or_none(request.POST.get("target"))
+        if target is None:
+            messages.error(request, "Choose a target host.")
+        else:
+            try:
+                job = migration_request(
+                    vm=vm,
+                    target=target,
+                    params=_migration_params(request.POST),
+                    user=request.user,
+                    ip=_client_ip(request),
+                )
+            except PreflightFailed as exc:
+                context["checks"] = exc.checks
+                messages.error(
+                    request, f"{vm.name} cannot migrate to {target.name}: the failed checks are marked below."
+                )
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"Migration of {vm.name} to {target.name} started (job {job.pk}).")
+                return redirect(f"/vms/{vm.uuid}/")
+    return render(request, "vms/migrate.html", context)
+
+
+@login_required
+@require_POST
+def vm_migrate_check(request, uuid):
+    """Pre-flight checks for one target and set of options, as JSON (the dialog calls it live)."""
+    from django.http import JsonResponse
+
+    from .migration import migration_options, migration_preflight
+
+    vm = _vm_or_404(uuid)
+    target = _target_or_none(request.POST.get("target"))
+    if target is None:
+        return JsonResponse({"ok": False, "error": "Choose a target host."}, status=400)
+    try:
+        options = migration_options(vm=vm, params=_migration_params(request.POST))
+    except ServiceError as exc:
+        return JsonResponse({"ok": False, "error": exc.message}, status=400)
+    checks = migration_preflight(vm=vm, target=target, options=options)
+    return JsonResponse(
+        {
+            "ok": all(c.ok for c in checks),
+            "checks": [{"name": c.name, "ok": c.ok, "message": c.message} for c in checks],
+        }
+    )
+
+
+@login_required
+@require_POST
+def job_postcopy(request, job_id):
+    from .migration import migration_postcopy
+
+    try:
+        migration_postcopy(job=job_get(job_id=job_id))
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.info(request, "Switching to post-copy: the VM now runs on the target while its memory follows.")
+    return _back(request, f"/jobs/{job_id}/")

@@ -56,7 +56,9 @@ function connect() {
     }
     if (event.type === "subscribed") {
       setIndicator("up", "Live");
-      if (everConnected) refreshAll(); // we may have missed events while down
+      // Events sent between rendering the page and subscribing (or while the socket was down)
+      // never reached us: refetch what the page shows once the subscription is in place.
+      refreshAll();
       everConnected = true;
       attempt = 0;
       return;
@@ -105,6 +107,13 @@ function applyVM(vm) {
   const rows = document.querySelectorAll(`tr[data-uuid="${vm.uuid}"]`);
   rows.forEach((row) => {
     if (!newer(row, vm.version)) return;
+    const hostFilter = row.closest("[data-host-filter]")?.dataset.hostFilter;
+    if (hostFilter && String(vm.host) !== hostFilter) {
+      // The VM left this host (migrated): it no longer belongs in this host's table.
+      row.remove();
+      showNotice(`${escapeHtml(vm.name)} moved to ${escapeHtml(vm.host_name)}.`);
+      return;
+    }
     setField(row, "state", vmStateBadge(vm));
     setField(row, "host", `<a href="/hosts/${vm.host}/">${escapeHtml(vm.host_name)}</a>`);
     setField(row, "vcpus", String(vm.vcpus));
@@ -144,6 +153,13 @@ function refreshSummarySoon() {
     const response = await fetch(summary.dataset.summaryUrl, { credentials: "same-origin" });
     if (response.ok) summary.innerHTML = await response.text();
   }, 2000);
+}
+
+function showNotice(html) {
+  const notice = document.getElementById("vm-notice");
+  if (!notice) return;
+  notice.innerHTML = `${html} <a href="#" data-action="refresh-vms">Refresh the list</a>`;
+  notice.classList.add("show");
 }
 
 function noticeNewRows(vm) {

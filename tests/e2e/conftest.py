@@ -190,7 +190,7 @@ def lab_hosts(lab_state, transactional_db):
     reset_guests(lab_state)
     hosts = []
     for h in lab_state.real_hosts:
-        host, _ = host_ensure(name=h.name, uri=h.uri)
+        host, _ = host_ensure(name=h.name, uri=h.uri, migration_address="127.0.0.1")
         assert host_sync(host=host).ok, f"{h.name} did not answer"
         host.refresh_from_db()
         hosts.append(host)

@@ -126,8 +126,11 @@ def test_hosts_of_a_dead_listener_are_taken_over(four_hosts, start_listener, red
 
 
 def test_a_removed_host_is_dropped(host_a, start_listener):
+    from hosts.services import host_remove
+
     listener = start_listener()
     assert wait_for(lambda: watched(listener, host_a))
-    VM.objects.filter(host=host_a).delete()
-    Host.objects.filter(pk=host_a.pk).delete()
-    assert wait_for(lambda: host_a.pk not in listener.watchers, timeout=3)
+    host_id = host_a.pk
+    host_remove(host=Host.objects.get(pk=host_id))
+    assert wait_for(lambda: host_id not in listener.watchers, timeout=3)
+    assert not Host.objects.filter(pk=host_id).exists()

@@ -68,7 +68,10 @@ class Command(BaseCommand):
         registered = []
         for h in state.hosts:
             uri = h.ssh_uri if ssh and h.ssh_uri else h.uri
-            host, _created = host_ensure(name=h.name, uri=uri)
+            # lab hosts share 127.0.0.1: the migration stream must be told so (see LAB.md)
+            host, _created = host_ensure(
+                name=h.name, uri=uri, migration_address="127.0.0.1" if h.kind == "real" else ""
+            )
             registered.append(host)
         with ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(lambda host: host_sync(host=host), registered))
