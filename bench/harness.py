@@ -143,7 +143,10 @@ class BenchEnv:
         """Register the lab's hosts (no sync: the listener resyncs what it takes)."""
         from hosts.services import host_ensure
 
-        return [host_ensure(name=h.name, uri=h.uri)[0] for h in self.lab_state.hosts]
+        return [
+            host_ensure(name=h.name, uri=h.uri, migration_address="127.0.0.1" if h.kind == "real" else "")[0]
+            for h in self.lab_state.hosts
+        ]
 
     def sync_all(self, workers: int = 8) -> float:
         from hosts.models import Host
