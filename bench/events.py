@@ -65,6 +65,86 @@ class Client(threading.Thread):
             pass
 
 
+def measure_latency(env, stack, *, events: int, rate: float) -> tuple[list[float], int, float]:
+    """Change VM states with libvirt at ``rate``/s and time each change to its WebSocket message."""
+    import libvirt
+
+    client = Client(f"ws://127.0.0.1:{stack.http_port}/ws/live/", env.session_cookie(), stack.url)
+    client.start()
+    conns = [libvirt.open(h.uri) for h in env.lab_state.hosts]
+    domains = [d for c in conns for d in c.listAllDomains() if d.state()[0] in (1, 3)]
+    random.seed(7)
+    latencies, lost = [], 0
+    interval = 1.0 / rate
+    inflight: list[tuple[float, threading.Event, list, str]] = []
+    busy: set[str] = set()
+    started = time.perf_counter()
+    for i in range(events):
+        target = started + i * interval
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        while True:  # never two changes of one VM in flight: each must be seen on its own
+            dom = random.choice(domains)
+            if dom.UUIDString() not in busy:
+                break
+        uuid = dom.UUIDString()
+        paused = dom.state()[0] == 3
+        done, box = client.expect(uuid, "running" if paused else "paused")
+        t0 = time.perf_counter()
+        dom.resume() if paused else dom.suspend()
+        busy.add(uuid)
+        inflight.append((t0, done, box, uuid))
+        still = []
+        for item in inflight:
+            if item[1].is_set():
+                latencies.append(item[2][0] - item[0])
+                busy.discard(item[3])
+            else:
+                still.append(item)
+        inflight = still
+    for t0, done, box, uuid in inflight:
+        if done.wait(10):
+            latencies.append(box[0] - t0)
+        else:
+            lost += 1
+        busy.discard(uuid)
+    took = time.perf_counter() - started
+    for c in conns:
+        c.close()
+    client.ws.close()
+    return latencies, lost, events / took
+
+
+def watch_in_two_halves(env, stack, listeners: list[str]) -> dict:
+    """Register half the hosts, then the rest; listener RSS at each step gives memory per host."""
+    from hosts.services import host_ensure
+
+    rss = lambda: [rss_mib(stack.procs[name].pid) for name in listeners]  # noqa: E731
+    idle = rss()
+    hosts = env.lab_state.hosts
+    half = len(hosts) // 2
+    for h in hosts[:half]:
+        host_ensure(name=h.name, uri=h.uri)
+    first = env.wait_watched(timeout=600)
+    time.sleep(2)
+    at_half = rss()
+    for h in hosts[half:]:
+        host_ensure(name=h.name, uri=h.uri)
+    second = env.wait_watched(timeout=600)
+    time.sleep(2)
+    full = rss()
+    per_host = (sum(full) - sum(at_half)) / max(1, len(hosts) - half) * 1024
+    return {
+        "watch_first_half_seconds": round(first, 2),
+        "watch_second_half_seconds": round(second, 2),
+        "listener_rss_idle_mib": idle,
+        "listener_rss_half_mib": at_half,
+        "listener_rss_watching_mib": full,
+        "listener_kib_per_host": round(per_host, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, default=10)
@@ -82,68 +162,12 @@ def main() -> int:
         print(f"lab: {args.hosts} fake hosts x {args.vms} VMs up in {env.lab_seconds:.1f} s")
         stack = env.stack
         stack.start_web()
-        for i in range(args.listeners):
-            stack.start_listener(f"listener{i}", ttl=15)
+        names = [f"listener{i}" for i in range(args.listeners)]
+        for name in names:
+            stack.start_listener(name, ttl=15)
         time.sleep(3)
-        rss_idle = [rss_mib(stack.procs[f"listener{i}"].pid) for i in range(args.listeners)]
-        from hosts.services import host_ensure
-
-        half = args.hosts // 2
-        for h in env.lab_state.hosts[:half]:
-            host_ensure(name=h.name, uri=h.uri)
-        env.wait_watched(timeout=600)
-        time.sleep(2)
-        rss_half = [rss_mib(stack.procs[f"listener{i}"].pid) for i in range(args.listeners)]
-        for h in env.lab_state.hosts[half:]:
-            host_ensure(name=h.name, uri=h.uri)
-        resync = env.wait_watched(timeout=600)
-        print(f"{args.hosts} hosts watched and resynced ({resync:.1f} s for the second half)")
-        time.sleep(2)
-        rss_busy = [rss_mib(stack.procs[f"listener{i}"].pid) for i in range(args.listeners)]
-        per_host = (sum(rss_busy) - sum(rss_half)) / max(1, args.hosts - half) * 1024
-
-        client = Client(f"ws://127.0.0.1:{stack.http_port}/ws/live/", env.session_cookie(), stack.url)
-        client.start()
-
-        conns = [libvirt.open(h.uri) for h in env.lab_state.hosts]
-        domains = [(c, d) for c in conns for d in c.listAllDomains() if d.state()[0] in (1, 3)]
-        random.seed(7)
-        latencies, lost = [], 0
-        interval = 1.0 / args.rate
-        inflight: list[tuple[float, threading.Event, list, str]] = []
-        busy: set[str] = set()
-        started = time.perf_counter()
-        for i in range(args.events):
-            target = started + i * interval
-            delay = target - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            while True:  # never two changes of one VM in flight: each must be seen on its own
-                _conn, dom = random.choice(domains)
-                if dom.UUIDString() not in busy:
-                    break
-            uuid = dom.UUIDString()
-            paused = dom.state()[0] == 3
-            done, box = client.expect(uuid, "running" if paused else "paused")
-            t0 = time.perf_counter()
-            dom.resume() if paused else dom.suspend()
-            busy.add(uuid)
-            inflight.append((t0, done, box, uuid))
-            still = []
-            for item in inflight:
-                if item[1].is_set():
-                    latencies.append(item[2][0] - item[0])
-                    busy.discard(item[3])
-                else:
-                    still.append(item)
-            inflight = still
-        for t0, done, box, uuid in inflight:
-            if done.wait(10):
-                latencies.append(box[0] - t0)
-            else:
-                lost += 1
-            busy.discard(uuid)
-        took = time.perf_counter() - started
+        memory = watch_in_two_halves(env, stack, names)
+        latencies, lost, achieved = measure_latency(env, stack, events=args.events, rate=args.rate)
         stats = summary_ms(latencies)
         result = {
             "hosts": args.hosts,
@@ -151,23 +175,17 @@ def main() -> int:
             "listeners": args.listeners,
             "events": args.events,
             "rate_target": args.rate,
-            "rate_achieved": round(args.events / took, 1),
+            "rate_achieved": round(achieved, 1),
             "lost": lost,
             "latency": stats,
-            "resync_second_half_seconds": round(resync, 2),
             "lab_up_seconds": round(env.lab_seconds, 2),
-            "listener_rss_idle_mib": rss_idle,
-            "listener_rss_half_mib": rss_half,
-            "listener_rss_watching_mib": rss_busy,
-            "listener_kib_per_host": round(per_host, 1),
+            **memory,
             "web_rss_mib": rss_mib(stack.procs["web"].pid),
         }
         path = env.write_result(result)
         print(json.dumps(result, indent=2))
         print(f"event latency p50 {stats.get('p50_ms')} ms, p99 {stats.get('p99_ms')} ms over {len(latencies)} events "
-              f"({lost} lost); listener {per_host:.0f} KiB per watched host; results in {path}")  # fmt: skip
-        for c in conns:
-            c.close()
+              f"({lost} lost); listener {memory['listener_kib_per_host']:.0f} KiB per watched host; results in {path}")  # fmt: skip
     return 0 if lost == 0 else 1
 
 

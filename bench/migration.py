@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import BenchEnv  # noqa: E402
-from tests.e2e.stack import wait_for  # noqa: E402
+from bench.harness import BenchEnv
+from tests.e2e.stack import wait_for
 
 
 def virsh_migrate(src, dst, guest: str) -> float:
@@ -41,7 +41,7 @@ def virsh_migrate(src, dst, guest: str) -> float:
             guest,
             dst.uri,
             "tcp://127.0.0.1",
-        ],  # fmt: skip
+        ],
         check=True,
         capture_output=True,
     )

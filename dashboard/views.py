@@ -6,7 +6,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from dashboard.pagination import PER_PAGE_CHOICES, paginate, query_without
-from hosts.selectors import fleet_summary, host_list
+from hosts.selectors import fleet_hosts, fleet_summary, host_choices
 from vms.actions import ACTIONS
 from vms.models import VMState
 from vms.selectors import VMFilter, sort_key, vm_list
@@ -15,8 +15,12 @@ from vms.selectors import VMFilter, sort_key, vm_list
 @login_required
 @require_GET
 def fleet(request):
-    if request.GET.get("fragment") == "summary":
+    fragment = request.GET.get("fragment")
+    if fragment == "summary":
         return render(request, "dashboard/_summary.html", {"summary": fleet_summary()})
+    if fragment == "hosts":
+        hosts, complete = fleet_hosts()
+        return render(request, "hosts/_host_rows.html", {"hosts": hosts, "hosts_complete": complete})
     filters = VMFilter.from_params(request.GET)
     sort = sort_key(request.GET.get("sort"))
     page = paginate(vm_list(filters=filters, sort=sort), request)
@@ -24,17 +28,16 @@ def fleet(request):
         "page": page,
         "filters": filters,
         "sort": sort,
-        "hosts": list(host_list()),
+        "host_choices": host_choices(),
         "states": VMState.choices,
         "per_page_choices": PER_PAGE_CHOICES,
         "bulk_actions": [(k, a.label) for k, a in ACTIONS.items() if k != "delete"],
         "base_query": query_without(request, "page", "fragment"),
         "sort_query": query_without(request, "page", "sort", "fragment"),
     }
-    if request.GET.get("fragment") == "vms":
+    if fragment == "vms":
         return render(request, "vms/_vm_table.html", context)
-    if request.GET.get("fragment") == "hosts":
-        return render(request, "hosts/_host_rows.html", context)
+    context["hosts"], context["hosts_complete"] = fleet_hosts()
     context["summary"] = fleet_summary()
     return render(request, "dashboard/fleet.html", context)
 

@@ -20,6 +20,25 @@ def host_list() -> QuerySet[Host]:
     ).order_by("name")
 
 
+FLEET_PAGE_ALL_HOSTS_UP_TO = 12
+ATTENTION = Q(state__in=["unreachable", "error", "pending"]) | ~Q(maintenance="")
+
+
+def fleet_hosts() -> tuple[list[Host], bool]:
+    """The hosts the fleet page lists: all of a small fleet, else those needing attention (≤ 10).
+
+    Returns (hosts, complete): ``complete`` is False when only the problem hosts are listed.
+    """
+    if Host.objects.count() <= FLEET_PAGE_ALL_HOSTS_UP_TO:
+        return list(host_list()), True
+    return list(host_list().filter(ATTENTION)[:10]), False
+
+
+def host_choices() -> list[tuple[int, str]]:
+    """(id, name) of every host, for filter menus: no aggregates."""
+    return list(Host.objects.order_by("name").values_list("pk", "name"))
+
+
 def host_get(*, host_id: int) -> Host:
     try:
         return host_list().get(pk=host_id)

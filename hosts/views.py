@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -26,9 +27,35 @@ def _form_error(form, exc: ServiceError) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, exc.message)
 
 
+STATUS_FILTERS = {
+    "connected": Q(state="connected", maintenance=""),
+    "unreachable": Q(state__in=["unreachable", "error"]),
+    "maintenance": ~Q(maintenance=""),
+    "pending": Q(state="pending"),
+}
+
+
 @login_required
 def host_list_view(request):
-    return render(request, "hosts/list.html", {"hosts": host_list()})
+    q = (request.GET.get("q") or "").strip()[:200]
+    status = request.GET.get("status") or ""
+    hosts = host_list()
+    if q:
+        hosts = hosts.filter(Q(name__icontains=q) | Q(uri__icontains=q) | Q(hostname__icontains=q))
+    if status in STATUS_FILTERS:
+        hosts = hosts.filter(STATUS_FILTERS[status])
+    page = paginate(hosts, request)
+    context = {
+        "page": page,
+        "hosts": page.object_list,
+        "q": q,
+        "status": status if status in STATUS_FILTERS else "",
+        "statuses": list(STATUS_FILTERS),
+        "base_query": query_without(request, "page", "fragment"),
+    }
+    if request.GET.get("fragment") == "rows":
+        return render(request, "hosts/_host_rows.html", context)
+    return render(request, "hosts/list.html", context)
 
 
 @login_required

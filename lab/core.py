@@ -226,7 +226,7 @@ def start_libvirtd(base_dir: str | os.PathLike[str], host_name: str, timeout: fl
         if not is_ours(anchor):
             raise LabError(f"{host_name}: its virtlogd is gone, so its namespace is too; run lab down and up")
         d = Path(host.dir)
-        argv = ["nsenter", "-t", str(anchor.pid), "-m", H.LIBVIRTD, "-d", "-l"]
+        argv = ["nsenter", "-t", str(anchor.pid), "-m", "-r", H.LIBVIRTD, "-d", "-l"]  # -r: its root (a chroot)
         argv += ["-f", str(d / "etc" / "libvirtd.conf"), "-p", str(d / "run" / "libvirtd.pid")]
         subprocess.run(
             argv,

@@ -470,7 +470,7 @@ def start_sshd(plan: HostPlan, libvirtd_pid: int, base_dir: Path, authorized: Pa
         + "\n"
     )
     proc = subprocess.run(
-        ["nsenter", "-t", str(libvirtd_pid), "-m", SSHD, "-f", str(config), "-E", str(d / "log" / "sshd.log")],
+        ["nsenter", "-t", str(libvirtd_pid), "-m", "-r", SSHD, "-f", str(config), "-E", str(d / "log" / "sshd.log")],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

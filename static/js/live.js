@@ -173,7 +173,23 @@ function noticeNewRows(vm) {
   notice.classList.add("show");
 }
 
+let hostRowsTimer = null;
+function refreshHostRowsSoon() {
+  const tbody = document.getElementById("host-rows");
+  if (!tbody || hostRowsTimer) return;
+  hostRowsTimer = setTimeout(async () => {
+    hostRowsTimer = null;
+    await refreshFragment(tbody, tbody.dataset.fragmentUrl || location.href);
+    const empty = document.getElementById("hosts-empty");
+    if (empty) empty.hidden = tbody.querySelectorAll("tr").length > 0;
+  }, 500);
+}
+
 function applyHost(host) {
+  const shown = document.querySelectorAll(`#host-rows tr[data-host-id="${host.id}"]`).length > 0;
+  const table = document.getElementById("host-table");
+  // A list of "hosts needing attention" gains or loses rows as hosts change: refetch it.
+  if (table && (!shown || table.dataset.complete === "0")) refreshHostRowsSoon();
   document.querySelectorAll(`[data-host-id="${host.id}"]`).forEach((row) => {
     setField(row, "status", badge(host.status, host.status.replace(/_/g, " ")) +
       (host.last_error && host.status !== "connected" ? `<div class="small muted" title="${escapeHtml(host.last_error)}">${escapeHtml(host.last_error.length > 110 ? host.last_error.slice(0, 109) + "…" : host.last_error)}</div>` : ""));
@@ -212,12 +228,7 @@ export async function refreshAll() {
     url.searchParams.set("fragment", "vms");
     tasks.push(refreshFragment(el, url));
   });
-  const hostRows = document.getElementById("host-rows");
-  if (hostRows) {
-    const url = new URL(location.origin + "/");
-    url.searchParams.set("fragment", "hosts");
-    tasks.push(refreshFragment(hostRows, url));
-  }
+  if (document.getElementById("host-rows")) refreshHostRowsSoon();
   const head = document.getElementById("vm-head");
   if (head) {
     tasks.push(

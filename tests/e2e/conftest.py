@@ -185,8 +185,15 @@ def reset_guests(state) -> None:
 @pytest.fixture
 def lab_hosts(lab_state, transactional_db):
     """The lab's real hosts registered in the dashboard (as `manage.py lab up` does), guests reset."""
+    import lab
     from hosts.services import host_ensure, host_sync
 
+    # A test that failed half-way may have left a host's libvirtd stopped: never let it cascade.
+    current = lab.load_state(lab_state.base_dir)
+    for dead in lab.dead_processes(current):
+        name, _, program = dead.partition("/")
+        if program.startswith("libvirtd"):
+            lab.start_libvirtd(lab_state.base_dir, name)
     reset_guests(lab_state)
     hosts = []
     for h in lab_state.real_hosts:

@@ -1,0 +1,185 @@
+"""Run every benchmark and write bench/results/report.md with the figures beside their targets.
+
+sudo .venv/bin/python bench/run_all.py            # everything (about 10 minutes on 2 cores)
+sudo .venv/bin/python bench/run_all.py --only events migration
+sudo .venv/bin/python bench/run_all.py --report   # only rebuild the report from results/*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+ORDER = ["inventory", "events", "jobs", "migration", "console", "scale"]
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def dig(data: dict | None, *keys, default=None):
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return default
+        data = data[key]
+    return data
+
+
+def row(concern: str, figure: str, value, target: str = "", ok: bool | None = None, unit: str = "") -> str:
+    shown = "—" if value is None else f"{value}{unit}"
+    verdict = "" if ok is None else ("✅" if ok else "❌")
+    return f"| {concern} | {figure} | {shown} | {target} | {verdict} |"
+
+
+def le(value, limit) -> bool | None:
+    return None if value is None else value <= limit
+
+
+def report() -> str:
+    inv, ev, jobs, mig, con, sc = (load(n) for n in ORDER)
+    lines = [
+        "# Virtfleet benchmark report",
+        "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} from bench/results/*.json; machine: "
+        f"{dig(sc or ev or jobs or {}, 'machine', 'cpus', default='?')} CPUs. Each script's JSON has every figure.",
+        "",
+        "| concern | figure | measured | target | |",
+        "|---|---|---|---|---|",
+    ]
+    p50, p99 = dig(ev, "latency", "p50_ms"), dig(ev, "latency", "p99_ms")
+    hosts = f"{dig(ev, 'hosts')} hosts x {dig(ev, 'vms_per_host')} VMs" if ev else ""
+    lines += [
+        row("events", f"latency p50 ({hosts})", p50, "≤ 50 ms", le(p50, 50), " ms"),
+        row("events", f"latency p99 ({hosts})", p99, "≤ 250 ms", le(p99, 250), " ms"),
+        row("events", "listener memory per watched host", dig(ev, "listener_kib_per_host"), "", None, " KiB"),
+        row(
+            "inventory",
+            "resync of one host of 50 VMs, p50",
+            dig(inv, "one_host_resync", "p50_ms"),
+            "≤ 200 ms",
+            le(dig(inv, "one_host_resync", "p50_ms"), 200),
+            " ms",
+        ),
+        row("jobs", "request → running on a worker, p50", dig(jobs, "request_to_running", "p50_ms"), "", None, " ms"),
+        row("jobs", "request → running on a worker, p95", dig(jobs, "request_to_running", "p95_ms"), "", None, " ms"),
+        row(
+            "jobs",
+            f"throughput, {dig(jobs, 'jobs')} suspend/resume jobs, {dig(jobs, 'workers')} workers",
+            dig(jobs, "jobs_per_second"),
+            "",
+            None,
+            " jobs/s",
+        ),
+        row(
+            "jobs",
+            "same operations by direct libvirt calls (baseline)",
+            dig(jobs, "direct_libvirt_ops_per_second"),
+            "",
+            None,
+            " ops/s",
+        ),
+        row("migration", "median, Virtfleet job", dig(mig, "virtfleet_median_s"), "", None, " s"),
+        row("migration", "median, virsh migrate --live --p2p (baseline)", dig(mig, "virsh_median_s"), "", None, " s"),
+        row("migration", "ratio Virtfleet / virsh", dig(mig, "ratio"), "≤ 1.2", le(dig(mig, "ratio"), 1.2)),
+        row(
+            "migration",
+            "progress updates seen by a browser client",
+            dig(mig, "progress_updates_per_second"),
+            "≥ 2 /s",
+            None if mig is None else dig(mig, "progress_updates_per_second") >= 2,
+            " /s",
+        ),
+    ]
+    console_p50 = dig(con, "p50_ms") or dig(con, "click_to_first_frame", "p50_ms")
+    lines.append(
+        row("console", "click “Console” → first frame, p50", console_p50, "≤ 1500 ms", le(console_p50, 1500), " ms")
+    )
+    if sc:
+        scale = f"{sc['hosts']} hosts, {sc['vms']} VMs"
+        fleet = dig(sc, "pages", "/", "p95_ms")
+        api = dig(sc, "pages", "/api/vms/?limit=50", "p95_ms")
+        lines += [
+            row("scale", f"fleet page p95 ({scale})", fleet, "≤ 150 ms", le(fleet, 150), " ms"),
+            row(
+                "scale",
+                "fleet page sorted by memory, p95",
+                dig(sc, "pages", "/?sort=-memory", "p95_ms"),
+                "≤ 150 ms",
+                le(dig(sc, "pages", "/?sort=-memory", "p95_ms"), 150),
+                " ms",
+            ),
+            row(
+                "scale",
+                "fleet page filtered (running, by host), p95",
+                dig(sc, "pages", "/?state=running&sort=host", "p95_ms"),
+                "≤ 150 ms",
+                le(dig(sc, "pages", "/?state=running&sort=host", "p95_ms"), 150),
+                " ms",
+            ),
+            row("scale", "API VM list p95", api, "same order", le(api, 150), " ms"),
+            row(
+                "scale",
+                "full resync of every host after a listener restart",
+                sc["full_resync_after_restart_seconds"],
+                "≤ 20 s",
+                le(sc["full_resync_after_restart_seconds"], 20),
+                " s",
+            ),
+            row(
+                "scale",
+                "resync of one host of 50 VMs, p50",
+                dig(sc, "one_host_resync", "p50_ms"),
+                "≤ 200 ms",
+                le(dig(sc, "one_host_resync", "p50_ms"), 200),
+                " ms",
+            ),
+            row(
+                "scale",
+                f"event latency p99 at {dig(sc, 'events', 'rate_achieved')}/s",
+                dig(sc, "events", "latency", "p99_ms"),
+                "≤ 500 ms",
+                le(dig(sc, "events", "latency", "p99_ms"), 500),
+                " ms",
+            ),
+            row("scale", "listener memory, all hosts watched", sum(sc["listener_rss_watching_mib"]), "", None, " MiB"),
+            row("scale", "listener memory per watched host", sc["listener_kib_per_host"], "", None, " KiB"),
+            row("scale", "web process at rest", sc["web_rss_at_rest_mib"], "", None, " MiB"),
+            row("scale", "worker process at rest", sc["worker_rss_at_rest_mib"], "", None, " MiB"),
+            row("scale", "lab up, fake hosts", sc["lab_up_seconds"], "", None, " s"),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=ORDER)
+    parser.add_argument("--report", action="store_true", help="only rebuild the report")
+    args = parser.parse_args()
+    failed = []
+    if not args.report:
+        for name in args.only or ORDER:
+            script = BENCH / f"{name}.py"
+            if not script.exists():
+                print(f"== {name}: no bench/{name}.py, skipped")
+                continue
+            print(f"== {name}", flush=True)
+            if subprocess.run([sys.executable, str(script)], cwd=BENCH.parent).returncode != 0:
+                failed.append(name)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = report()
+    (RESULTS / "report.md").write_text(text)
+    print(text)
+    if failed:
+        print("failed:", ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
