@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 ANY_ADDRESSES = {"0.0.0.0", "::", "0:0:0:0:0:0:0:0", ""}  # noqa: S104 (we read listen addresses, not bind)
 REACHABLE_STATES = {PowerState.RUNNING, PowerState.PAUSED, PowerState.SHUTTING_DOWN, PowerState.CRASHED}
 SSH = "/usr/bin/ssh"
+_STATE_WORDS = {
+    PowerState.SHUTOFF: "shut off",
+    PowerState.PMSUSPENDED: "suspended by its guest (to RAM or disk)",
+    PowerState.UNKNOWN: "in an unknown state",
+}
 
 
 class ConsoleUnavailable(VirtError):
@@ -176,7 +181,7 @@ def console_target(endpoint: ConsoleEndpoint, *, uri: LibvirtURI, ssh_key_path: 
     - any other address: directly.
     """
     if endpoint.state not in REACHABLE_STATES:
-        state = endpoint.state.value.replace("_", " ")
+        state = _STATE_WORDS.get(endpoint.state, endpoint.state.value)
         raise ConsoleUnavailable(
             f"the VM is {state}, so it has no screen to show", reason="not_running", hint="start it first."
         )
