@@ -172,6 +172,7 @@ export async function connect() {
   });
   rfb = new RFB(screenEl, socket, { shared: true });
   rfb.scaleViewport = true;
+  rfb.background = "#000";
   rfb.resizeSession = false;
   rfb.focusOnClick = true;
   rfb.addEventListener("connect", () => {
