@@ -144,6 +144,7 @@ export async function connect() {
   delete app.dataset.firstFrame;
   setStatus("connecting", "Connecting: asking for a console ticket…");
   let ticket;
+  probe.ticketRequestedAt = performance.now();
   try {
     ticket = await fetchTicket();
   } catch (error) {
@@ -153,6 +154,7 @@ export async function connect() {
     return;
   }
   if (gen !== generation) return;
+  probe.ticketAt = performance.now();
   probe.token = ticket.token;
   probe.url = ticket.url;
   setStatus("connecting", `Connecting to ${vmName}…`);
