@@ -19,6 +19,7 @@ connections are opened per connection and closed at its end.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import time
 from importlib import import_module
@@ -221,3 +222,12 @@ class ConsoleProxy(WebSocketProxy):
 
     def __init__(self, **kwargs):
         super().__init__(RequestHandlerClass=ConsoleRequestHandler, **kwargs)
+
+    def started(self) -> None:
+        scheme = "ws:// and wss://" if self.key or os.path.isfile(self.cert) else "ws://"
+        self.msg(
+            "  - %s on %s:%s -> the VNC servers named by Virtfleet console tickets",
+            scheme,
+            self.listen_host,
+            self.listen_port,
+        )

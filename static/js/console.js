@@ -187,7 +187,7 @@ export async function connect() {
     infoEl.textContent = `websocket ${secure}`;
     watchFirstFrame(gen);
     rfb.focus();
-    refreshSessions();
+    refreshSessions(0);
   });
   rfb.addEventListener("securityfailure", (ev) => {
     if (gen !== generation) return;
@@ -292,13 +292,13 @@ app.addEventListener("click", (ev) => {
 
 // --- the sessions table ------------------------------------------------------------------------------
 let sessionsTimer = null;
-function refreshSessions() {
+function refreshSessions(delay = 400) {
   clearTimeout(sessionsTimer);
   sessionsTimer = setTimeout(async () => {
     const holder = document.getElementById("console-sessions");
     const response = await fetch(app.dataset.sessionsUrl, { credentials: "same-origin" });
     if (response.ok) holder.innerHTML = await response.text();
-  }, 400);
+  }, delay);
 }
 
 // A VM that comes back (started, migrated here) while the page shows why it could not connect.

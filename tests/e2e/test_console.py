@@ -7,7 +7,7 @@ banner and a shell prompt, and typing into it lights up more of them.
 
 from __future__ import annotations
 
-import time
+import os
 from xml.etree import ElementTree as ET
 
 import libvirt
@@ -219,13 +219,17 @@ def test_shut_off_vm_gets_an_explanation_instead_of_a_blank_screen(page, console
 
 
 def test_vm_migrated_to_another_host_opens_there(page, console_stack, lab_state, lab_hosts):
+    """Live-migrate a guest lab1 -> lab2 (through libvirt, as the migration feature will), then open it.
+
+    It uses lab1's shut-off guest, started for the test and shut off again on lab1 afterwards: a
+    migrated guest prints no new ready banner, so the shared lab's running guests are left alone.
+    """
     from hosts.services import host_sync
     from vms.models import VM
 
     source, dest = lab_state.real_hosts[:2]
-    uuid = running_guest(source)
-    conn = libvirt.open(source.unix_uri)
-    dom = conn.lookupByUUIDString(uuid)
+    guest = next(g for g in source.guests if g.initial_state == "shutoff")
+    uuid = guest.uuid
     params = {libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1", libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: "127.0.0.1"}
     flags = (
         libvirt.VIR_MIGRATE_LIVE
@@ -233,8 +237,12 @@ def test_vm_migrated_to_another_host_opens_there(page, console_stack, lab_state,
         | libvirt.VIR_MIGRATE_PERSIST_DEST
         | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
     )
-    dom.migrateToURI3(dest.uri, params, flags)
+    src = libvirt.open(source.unix_uri)
+    dst = libvirt.open(dest.unix_uri)
+    src.lookupByUUIDString(uuid).create()
     try:
+        lab.wait_guest_ready(source, guest.name, timeout=60)
+        src.lookupByUUIDString(uuid).migrateToURI3(dest.uri, params, flags)
         for name in ("lab1", "lab2"):
             host_sync(host=lab_hosts[name])
         wait_for(lambda: VM.objects.get(uuid=uuid).host.name == "lab2", 15, message="the VM row to move to lab2")
@@ -245,8 +253,129 @@ def test_vm_migrated_to_another_host_opens_there(page, console_stack, lab_state,
         screenshot(page, "console-after-migration")
     finally:
         page.goto("about:blank")
-        back = libvirt.open(dest.unix_uri)
-        back.lookupByUUIDString(uuid).migrateToURI3(source.uri, params, flags)
-        back.close()
-        conn.close()
-        time.sleep(0.2)
+        try:
+            moved = dst.lookupByUUIDString(uuid)
+        except libvirt.libvirtError:
+            moved = None  # never left lab1
+        if moved is not None and moved.isActive():
+            moved.migrateToURI3(source.uri, params, flags)
+        dom = src.lookupByUUIDString(uuid)
+        if dom.isActive():
+            dom.destroy()
+        src.close()
+        dst.close()
+
+
+# --- behind a TLS reverse proxy on the same origin (the README's nginx configuration) ---------------
+NGINX = "/usr/sbin/nginx"
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {dir}/cert.pem;
+    ssl_certificate_key {dir}/key.pem;
+    # the console proxy, published on the dashboard's own origin
+    location /console/websockify {{
+      proxy_pass http://127.0.0.1:{console_port};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_read_timeout 1h;
+      proxy_buffering off;
+    }}
+    location / {{
+      proxy_pass http://127.0.0.1:{http_port};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+  }}
+}}
+"""
+
+
+@pytest.fixture
+def proxied_stack(console_stack, tmp_path_factory):
+    """A second web + console process configured for a TLS reverse proxy, and nginx in front of them."""
+    import subprocess
+    import sys
+
+    from tests.bootstrap import free_port
+    from tests.e2e.conftest import port_open
+
+    if not os.access(NGINX, os.X_OK):
+        pytest.fail("nginx is missing: run ./virtfleet setup (apt-get install nginx-light)")
+    workdir = tmp_path_factory.mktemp("nginx")
+    for sub in ("body", "proxy"):
+        (workdir / sub).mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(workdir / "key.pem"), "-out", str(workdir / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port, http_port, console_port = free_port(), free_port(), free_port()
+    env = {
+        "VIRTFLEET_BEHIND_PROXY": "1",
+        "VIRTFLEET_CONSOLE_URL": "/console/websockify",
+        "CSRF_TRUSTED_ORIGINS": f"https://127.0.0.1:{port}",
+        "VIRTFLEET_CONSOLE_PORT": str(console_port),
+    }
+    s = console_stack
+    web = s.start(
+        "web-proxied",
+        [sys.executable, "-m", "daphne", "--proxy-headers", "-b", "127.0.0.1", "-p", str(http_port),
+         "dashboard.asgi:application"],
+        env=env,
+    )  # fmt: skip
+    console = s.start(
+        "console-proxied", [sys.executable, "manage.py", "console_proxy", "--port", str(console_port)], env=env
+    )
+    (workdir / "nginx.conf").write_text(
+        NGINX_CONF.format(dir=workdir, port=port, http_port=http_port, console_port=console_port)
+    )
+    nginx = s.start("nginx", [NGINX, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)])
+    for proc, p, name in (
+        (web, http_port, "web-proxied"),
+        (console, console_port, "console-proxied"),
+        (nginx, port, "nginx"),
+    ):
+        wait_for(lambda p=p, proc=proc: port_open(p) or proc.poll() is not None, 30, message=f"{name} to listen")
+        assert proc.poll() is None, s.log(name) + (workdir / "error.log").read_text(errors="replace")
+    yield f"https://127.0.0.1:{port}"
+    for name in ("nginx", "console-proxied", "web-proxied"):
+        s.stop(name)
+
+
+def test_console_behind_a_tls_reverse_proxy_on_the_same_origin(browser, proxied_stack, lab_state, lab_hosts, e2e_user):
+    uuid = running_guest(lab_state.real_hosts[0])
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, ignore_https_errors=True)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto(proxied_stack + "/login/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "e2e-Password-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(proxied_stack + "/")
+    open_console(page, type("Site", (), {"url": proxied_stack}), uuid)
+    assert_guest_screen(page)
+    url = page.evaluate("window.vfConsole.url")
+    assert url.startswith(proxied_stack.replace("https://", "wss://") + "/console/websockify?token="), url
+    assert page.locator("#console-info").inner_text() == "websocket encrypted"
+    assert latest_session(uuid).client_address == "127.0.0.1"
+    screenshot(page, "console-behind-tls-proxy")
+    context.close()

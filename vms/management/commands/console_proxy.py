@@ -51,7 +51,9 @@ class Command(BaseCommand):
         server = ConsoleProxy(
             listen_host=host,
             listen_port=port,
-            cert=cert or "",
+            # websockify looks for a certificate at cert ("" means the working directory): name a
+            # file that does not exist when TLS is left to a reverse proxy.
+            cert=cert or "(no --cert given)",
             key=key or None,
             heartbeat=heartbeat or None,
         )
