@@ -202,6 +202,17 @@ def console_websocket_url(*, token: str, secure: bool, http_host: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}token={token}"
 
 
+def _live_endpoint(vm: VM):
+    """(host, endpoint) of the host that runs ``vm`` now: its recorded host, or the other host that
+    also reports it (a migration the inventory has not caught up with yet)."""
+    try:
+        return vm.host, host_connection(vm.host).graphics_endpoint(str(vm.uuid))
+    except DomainNotFound:
+        if vm.also_on_id is None:
+            raise
+        return vm.also_on, host_connection(vm.also_on).graphics_endpoint(str(vm.uuid))
+
+
 def console_ticket_issue(*, user, vm: VM, secure: bool = False, http_host: str = "127.0.0.1") -> Ticket:
     """Issue a single-use ticket to ``vm``'s console for ``user``, valid for at most 30 s.
 
@@ -216,7 +227,7 @@ def console_ticket_issue(*, user, vm: VM, secure: bool = False, http_host: str =
         raise Conflict(f"{vm.name} no longer exists on any host.", code="gone")
     host = vm.host
     try:
-        endpoint = host_connection(host).graphics_endpoint(str(vm.uuid))
+        host, endpoint = _live_endpoint(vm)
         target = console_target(endpoint, uri=parse_uri(host.uri), ssh_key_path=host.ssh_key_path)
     except DomainNotFound:
         raise Conflict(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import select
 import time
 from importlib import import_module
@@ -48,6 +49,8 @@ CLOSE_UNREACHABLE = 4502  # the VM's VNC server cannot be reached
 CLOSE_HANDSHAKE = 4503  # it answered, but the VNC handshake failed (password, security type)
 CLOSE_VM_CLOSED = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL = 1011
+_TOKEN_IN_TEXT = re.compile(r"token=[^&\s'\"]+")
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -84,6 +87,10 @@ class _Counted:
 
 class ConsoleRequestHandler(ProxyRequestHandler):
     """One browser websocket → one VM's VNC server, through a single-use ticket."""
+
+    def log_message(self, format, *args) -> None:
+        # websockify logs request paths; tickets are single-use, but they stay out of logs anyway.
+        super().log_message("%s", _TOKEN_IN_TEXT.sub("token=<redacted>", format % args))
 
     def validate_connection(self) -> None:
         # Nothing is checked before the upgrade: a refused handshake shows in the browser only as
@@ -162,6 +169,10 @@ class ConsoleRequestHandler(ProxyRequestHandler):
         except TicketRefused as exc:
             log.info("console connection from %s refused: %s", self._client_ip(), exc.refusal.short)
             raise self.CClose(exc.refusal.code, exc.refusal.short) from None
+        except Exception:
+            # Redis or the database failing: the browser gets a reason, the log the traceback.
+            log.exception("console connection from %s failed while checking its ticket", self._client_ip())
+            raise self.CClose(CLOSE_INTERNAL, "console proxy error (see its log)") from None
 
         session = console_session_open(ticket=ticket, user=user, client_address=self._client_ip())
         log.info("console of %s opened by %s via %s", ticket.vm_name, user.get_username(), ticket.target.kind)

@@ -191,6 +191,13 @@ def test_vm_gone_from_its_host_is_refused(console_host, alice, raw_libvirt):
     assert err.value.code == "gone"
 
 
+def test_vm_whose_inventory_lags_behind_a_migration_opens_on_the_host_that_runs_it(console_host, host_a, alice):
+    moved = vm(LOOPBACK)
+    VM.objects.filter(pk=moved.pk).update(host=host_a, also_on=console_host)  # as during a migration
+    data = console_ticket_take(token=console_ticket_issue(user=alice, vm=vm(LOOPBACK)).token)
+    assert (data.host_name, data.target.port) == ("console-host", 5911)
+
+
 def test_unreachable_host_is_refused(db, alice):
     from hosts.services import host_add
 

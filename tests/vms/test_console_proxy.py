@@ -153,7 +153,9 @@ def test_browser_gets_the_screen_without_ever_seeing_the_password(proxy, vnc, cl
     session = ConsoleSession.objects.get()
     assert (session.username, session.vm_name, session.host_name) == ("alice", "proxied", "proxied-host")
     assert session.client_address == "127.0.0.1" and session.bytes_in > 0 and session.bytes_out > 0
-    assert "pw-1234" not in proxy.log_path.read_text()
+    log = proxy.log_path.read_text()
+    assert "pw-1234" not in log
+    assert url.split("token=")[1] not in log and "token=<redacted>" in log
 
 
 def test_second_use_of_a_ticket_is_refused_as_reused(proxy, vnc, client, django_user_model):
