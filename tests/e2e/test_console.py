@@ -58,9 +58,11 @@ def running_guest(lab_host) -> str:
     return guest.uuid
 
 
-def open_console(page, stack, uuid: str) -> None:
+def open_console(page, stack, uuid: str, *, shot: str = "") -> None:
     """From the VM page, click Console and wait for the first frame."""
     page.goto(f"{stack.url}/vms/{uuid}/")
+    if shot:
+        screenshot(page, shot)
     page.click("#vm-actions [data-action=console]")
     page.wait_for_url(f"{stack.url}/vms/{uuid}/console/")
     page.wait_for_function("window.vfConsole && window.vfConsole.firstFrameAt !== null", timeout=20000)
@@ -84,7 +86,7 @@ def latest_session(uuid: str):
 
 def test_console_shows_the_guests_screen_and_takes_keys(page, console_stack, lab_state, lab_hosts):
     uuid = running_guest(lab_state.real_hosts[0])
-    open_console(page, console_stack, uuid)
+    open_console(page, console_stack, uuid, shot="vm-page-console-button")
     before = assert_guest_screen(page)
     assert "Connected to" in page.locator("#console-status").inner_text()
     screenshot(page, "console-connected")
@@ -99,6 +101,12 @@ def test_console_shows_the_guests_screen_and_takes_keys(page, console_stack, lab
         message="the typed command and its output to appear on the guest's screen",
     )
     screenshot(page, "console-typed")
+
+    typed = page.evaluate(CANVAS_STATS)
+    page.click(".console-menu > summary")
+    screenshot(page, "console-keys-menu")
+    page.click(".console-menu-items [data-combo='Control_L c']")  # the shell prints ^C and a new prompt
+    wait_for(lambda: page.evaluate(CANVAS_STATS)["lit"] > typed["lit"] + 200, 10, message="Ctrl-C to reach the guest")
     session = latest_session(uuid)
     assert session.username == "operator" and session.closed_at is None and session.host_name == "lab1"
 
