@@ -51,3 +51,8 @@ def visibility_for(user) -> Visibility:
 
 def may_subscribe(user, topic: str) -> bool:
     return bool(user and user.is_authenticated)
+
+
+def may_open_console(user, vm) -> bool:
+    """May ``user`` open ``vm``'s console (ticket issue and the proxy both ask)? Today: may see it."""
+    return visibility_for(user).allows_vm(uuid=str(vm.uuid), host_id=vm.host_id)

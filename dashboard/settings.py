@@ -257,6 +257,12 @@ VIRTFLEET = {
     "MIGRATION_MAX_OUTGOING": env_int("VIRTFLEET_MIGRATION_MAX_OUTGOING", 2),
     "MIGRATION_MAX_INCOMING": env_int("VIRTFLEET_MIGRATION_MAX_INCOMING", 2),
     "LAB_DIR": Path(os.environ.get("VIRTFLEET_LAB_DIR", VAR_DIR / "lab")),
+    # console: single-use tickets live at most this long (seconds, capped at 30); the console proxy
+    # (manage.py console_proxy) listens on CONSOLE_PORT; behind a reverse proxy set CONSOLE_URL to the
+    # path (or full ws(s):// URL) where the proxy is published on the dashboard's own origin.
+    "CONSOLE_TICKET_TTL": min(30, env_int("VIRTFLEET_CONSOLE_TICKET_TTL", 30)),
+    "CONSOLE_PORT": env_int("VIRTFLEET_CONSOLE_PORT", 6080),
+    "CONSOLE_URL": os.environ.get("VIRTFLEET_CONSOLE_URL", ""),
 }
 
 LOGGING = {

@@ -18,6 +18,7 @@ urlpatterns = [
     path("", views.fleet, name="fleet"),
     path("hosts/", include("hosts.urls")),
     path("vms/", include("vms.urls")),
+    path("", include("vms.console_urls")),
     path("jobs/", include(jobs_patterns)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import libvirt
 
+from .console import ConsoleEndpoint, graphics_endpoint_from_xml
 from .domains import (
     DiskInfo,
     DomainInfo,
@@ -294,6 +295,19 @@ class HostConnection:
             )
         except libvirt.libvirtError as exc:
             raise translate(exc, context=f"domain {dom.name()}") from None
+
+    def graphics_endpoint(self, uuid: str) -> ConsoleEndpoint:
+        """Where the domain's VNC server listens now, with its password, from the live secure XML.
+
+        The password is only for the console proxy's VNC authentication: never stored or logged.
+        """
+        dom = self._lookup(uuid)
+        try:
+            state, reason = dom.state()
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)
+        except libvirt.libvirtError as exc:
+            raise translate(exc, context=f"read the console of {dom.name()}") from None
+        return graphics_endpoint_from_xml(xml, state=power_state(state, reason)[0])
 
     # --- lifecycle operations --------------------------------------------------------------------
     def _on(self, uuid: str, what: str, call: Callable[[libvirt.virDomain], object]):

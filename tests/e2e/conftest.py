@@ -49,10 +49,10 @@ def lab_state():
         LAB_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copytree(shared, LAB_DIR / "images")  # reuse what ./virtfleet setup prepared
     try:
-        state = lab.up(LAB_DIR, hosts=2, guests_per_host=2, port_base=LAB_PORT_BASE)
+        state = lab.up(LAB_DIR, hosts=2, guests_per_host=2, port_base=LAB_PORT_BASE, ssh=True)
     except lab.LabAlreadyRunning:
         lab.down(LAB_DIR)
-        state = lab.up(LAB_DIR, hosts=2, guests_per_host=2, port_base=LAB_PORT_BASE)
+        state = lab.up(LAB_DIR, hosts=2, guests_per_host=2, port_base=LAB_PORT_BASE, ssh=True)
     yield state
     lab.down(LAB_DIR)
     assert lab.leftovers(state) == [], "the lab left processes behind"

@@ -1,0 +1,12 @@
+"""``{% console_button vm %}``: the VM page's Console button, enabled when the console can open."""
+
+from django import template
+
+from vms.console import console_refusal
+
+register = template.Library()
+
+
+@register.inclusion_tag("vms/_console_button.html")
+def console_button(vm):
+    return {"vm": vm, "refusal": console_refusal(vm)}
