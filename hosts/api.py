@@ -35,11 +35,17 @@ class HostViewSet(viewsets.ViewSet):
     @extend_schema(request=HostWriteSerializer, responses=HostSerializer)
     def partial_update(self, request, pk=None):
         host = host_get(host_id=pk)
+        if not isinstance(request.data, dict):
+            from dashboard.errors import ServiceError
+
+            raise ServiceError("Send a JSON object with the fields to change.")
         current = {
             "name": host.name,
             "uri": host.uri,
             "ssh_key_path": host.ssh_key_path,
             "sasl_username": host.sasl_username,
+            "peer_uri": host.peer_uri,
+            "migration_address": host.migration_address,
         }
         data = _valid(HostWriteSerializer, {**current, **request.data}, partial=True)
         services.host_update(host=host, **data)

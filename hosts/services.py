@@ -266,8 +266,16 @@ def host_ensure(*, name: str, uri: str, ssh_key_path: str = "", migration_addres
     """
     existing = Host.objects.filter(uri=uri).first() or Host.objects.filter(name=name).first()
     if existing is None:
-        return host_add(name=name, uri=uri, ssh_key_path=ssh_key_path, allow_offline=True, request_sync=False), True
-    if existing.uri != uri or existing.ssh_key_path != ssh_key_path:
+        host = host_add(
+            name=name,
+            uri=uri,
+            ssh_key_path=ssh_key_path,
+            migration_address=migration_address,
+            allow_offline=True,
+            request_sync=False,
+        )
+        return host, True
+    if (existing.uri, existing.ssh_key_path, existing.migration_address) != (uri, ssh_key_path, migration_address):
         try:
             host_update(
                 host=existing,
@@ -275,6 +283,7 @@ def host_ensure(*, name: str, uri: str, ssh_key_path: str = "", migration_addres
                 uri=uri,
                 ssh_key_path=ssh_key_path,
                 sasl_username=existing.sasl_username,
+                migration_address=migration_address,
             )
         except ServiceError as exc:
             log.warning("could not update host %s: %s", existing.name, exc.message)

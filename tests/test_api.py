@@ -68,3 +68,11 @@ def test_openapi_schema_is_served(admin_client):
     assert response.status_code == 200
     schema = response.json()
     assert "/api/hosts/" in schema["paths"] and "/api/vms/{uuid}/" in schema["paths"]
+
+
+def test_api_partial_update_keeps_fields_it_does_not_name(admin_client, host_a):
+    Host.objects.filter(pk=host_a.pk).update(migration_address="10.1.1.1")
+    response = admin_client.patch(f"/api/hosts/{host_a.pk}/", {"name": "renamed"}, content_type="application/json")
+    assert response.status_code == 200 and response.json()["migration_address"] == "10.1.1.1"
+    bad = admin_client.patch(f"/api/hosts/{host_a.pk}/", "[1]", content_type="application/json")
+    assert bad.status_code == 400

@@ -127,3 +127,14 @@ def test_removing_a_host_with_an_active_job_is_refused(host_a, admin_user):
     with pytest.raises(Conflict, match="1 job\\(s\\) in progress"):
         host_remove(host=host_a)
     assert Host.objects.filter(pk=host_a.pk).exists()
+
+
+def test_host_ensure_is_idempotent_and_keeps_the_migration_address(db):
+    from hosts.services import host_ensure
+
+    host, created = host_ensure(name="lab-x", uri=driver_uri("host-b.xml"), migration_address="127.0.0.1")
+    assert created and host.migration_address == "127.0.0.1"
+    again, created = host_ensure(name="lab-x", uri=driver_uri("host-b.xml"), migration_address="127.0.0.1")
+    assert not created and again.pk == host.pk
+    moved, _ = host_ensure(name="lab-x", uri=driver_uri("host-b.xml"), migration_address="10.0.0.7")
+    assert Host.objects.get(pk=host.pk).migration_address == "10.0.0.7" and Host.objects.count() == 1
