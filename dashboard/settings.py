@@ -117,8 +117,14 @@ TEMPLATES = [
 ]
 
 # --- Database: SQLite under var/ unless DATABASE_URL is set (PostgreSQL in production) -------------
+# Long-running processes (listener, workers) would otherwise open a connection per unit of work.
+DB_CONN_MAX_AGE = env_int("VIRTFLEET_DB_CONN_MAX_AGE", 60)
 if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            os.environ["DATABASE_URL"], conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=True
+        )
+    }
 else:
     DATABASES = {
         "default": {
@@ -132,6 +138,8 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
+            "CONN_MAX_AGE": DB_CONN_MAX_AGE,
+            "CONN_HEALTH_CHECKS": True,
             # A file (not :memory:) so end-to-end tests' workers and servers share it.
             "TEST": {"NAME": str(VAR_DIR / "test-virtfleet.sqlite3")},
         }

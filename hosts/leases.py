@@ -72,6 +72,15 @@ class LeaseBook:
     def renew(self, host_id: int) -> bool:
         return bool(self._renew(keys=[self.key(host_id)], args=[self.owner, self.ttl_ms]))
 
+    def renew_many(self, host_ids: list[int]) -> set[int]:
+        """Renew several leases in one round trip; returns the ids still held."""
+        if not host_ids:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        for host_id in host_ids:
+            self._renew(keys=[self.key(host_id)], args=[self.owner, self.ttl_ms], client=pipe)
+        return {h for h, ok in zip(host_ids, pipe.execute(), strict=True) if ok}
+
     def release(self, host_id: int) -> None:
         self._release(keys=[self.key(host_id)], args=[self.owner])
 

@@ -101,6 +101,7 @@ class Watcher:
     generation: int = 0  # bumps on every (re)connect, so stale close callbacks are ignored
     events: int = 0
     last_error: str = ""
+    host: Host | None = None  # the row as of the last (re)connect; events need only its id and name
     closed: threading.Event = field(default_factory=threading.Event)
 
 
@@ -172,11 +173,11 @@ class Listener:
         hosts = dict(Host.objects.values_list("pk", "name"))
         with self._lock:
             held = set(self.watchers)
-        # Renew what we hold; drop hosts that were removed or whose lease we lost.
-        for host_id in held:
-            if host_id not in hosts or not self.leases.renew(host_id):
-                log.info("giving up host %s (%s)", host_id, "removed" if host_id not in hosts else "lease lost")
-                self._drop(host_id, release=host_id in hosts)
+        # Renew what we hold (one round trip); drop hosts that were removed or whose lease we lost.
+        renewed = self.leases.renew_many(sorted(h for h in held if h in hosts))
+        for host_id in held - renewed:
+            log.info("giving up host %s (%s)", host_id, "removed" if host_id not in hosts else "lease lost")
+            self._drop(host_id, release=host_id in hosts)
         with self._lock:
             held = set(self.watchers)
         share = self.leases.fair_share(len(hosts))
@@ -225,7 +226,7 @@ class Listener:
                 if self.watchers.get(w.host_id) is not w:
                     conn.close()  # dropped while we were connecting
                     return
-                w.conn, w.generation, w.failures, w.last_error = conn, generation, 0, ""
+                w.conn, w.generation, w.failures, w.last_error, w.host = conn, generation, 0, "", host
             result = host_sync(host=host)  # full resync: nothing missed while we were away
             if result.ok:
                 log.info(
@@ -293,12 +294,10 @@ class Listener:
         with self._lock:
             w = self.watchers.get(host_id)
             conn = w.conn if w else None
-        if conn is None:
+            host = w.host if w else None
+        if conn is None or host is None:
             return  # the resync after reconnecting will cover it
         close_old_connections()
-        host = Host.objects.filter(pk=host_id).first()
-        if host is None:
-            return
         try:
             infos = [conn.domain_info(uuid)]
         except DomainNotFound:

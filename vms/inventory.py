@@ -147,6 +147,7 @@ def vm_reconcile(
         if not Host.objects.select_for_update().filter(pk=host.pk).exists():
             return result
         rows = {str(vm.uuid): vm for vm in VM.objects.select_for_update().filter(candidates).select_related("host")}
+        original = {u: _values(vm) for u, vm in rows.items()}
         to_create: list[VM] = []
         to_write: dict[str, VM] = {}  # rows to save
         visible: set[str] = set()  # rows whose change browsers must see
@@ -208,8 +209,7 @@ def vm_reconcile(
             to_write[u].version += 1
         if to_create:
             VM.objects.bulk_create(to_create, batch_size=500)
-        if to_write:
-            VM.objects.bulk_update(list(to_write.values()), WRITE_FIELDS, batch_size=500)
+        _save_changes(to_write, original)
         if scope is None:
             # One statement instead of a write per unchanged row.
             VM.objects.filter(host=host, gone_at__isnull=True).update(last_seen=now)
@@ -223,6 +223,32 @@ def vm_reconcile(
             _push_vm(vm, extra_groups=extra)
             result.changed_uuids.append(str(vm.uuid))
     return result
+
+
+_ATTNAMES = {name: VM._meta.get_field(name).attname for name in WRITE_FIELDS}
+
+
+def _values(vm: VM) -> dict:
+    return {attname: getattr(vm, attname) for attname in _ATTNAMES.values()}
+
+
+def _save_changes(rows: dict[str, VM], original: dict[str, dict]) -> None:
+    """Write only the columns that changed: one small UPDATE per row when few rows changed (the
+    listener's case, one VM per event), one bulk UPDATE over the changed columns otherwise."""
+    changes = []
+    for u, vm in rows.items():
+        now = _values(vm)
+        changed = {a: v for a, v in now.items() if v != original[u][a]}
+        if changed:
+            changes.append((vm, changed))
+    if not changes:
+        return
+    if len(changes) <= 20:
+        for vm, changed in changes:
+            VM.objects.filter(pk=vm.pk).update(**changed)
+        return
+    columns = sorted({name for name, a in _ATTNAMES.items() for _vm, changed in changes if a in changed})
+    VM.objects.bulk_update([vm for vm, _ in changes], columns, batch_size=500)
 
 
 def _claims(info: DomainInfo, other: object, vm: VM) -> bool:
@@ -250,9 +276,9 @@ def _apply(vm: VM, values: dict, now: datetime) -> bool:
 
 
 def _push_vm(vm: VM, *, extra_groups: list[str] = ()) -> None:
-    from .serializers import VMSerializer
+    from .serializers import vm_payload
 
     push_on_commit(
         [FLEET_GROUP, host_group(vm.host_id), vm_group(vm.uuid), *extra_groups],
-        {"type": "vm.updated", "vm": VMSerializer(vm).data},
+        {"type": "vm.updated", "vm": vm_payload(vm)},
     )

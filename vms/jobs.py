@@ -242,12 +242,10 @@ def job_progress(job: Job, progress: int, message: str, *, record: bool = False)
 
 
 def _push_job(job: Job) -> None:
-    from .serializers import JobSerializer
+    from .serializers import job_payload
 
-    push_on_commit(
-        [JOBS_GROUP, job_group(job.pk), vm_group(job.vm_uuid)],
-        {"type": "job.updated", "job": JobSerializer(job).data},
-    )
+    groups = [JOBS_GROUP, job_group(job.pk)] + ([vm_group(job.vm_uuid)] if job.vm_uuid else [])
+    push_on_commit(groups, {"type": "job.updated", "job": job_payload(job)})
 
 
 # --- running (on a worker) ------------------------------------------------------------------------------

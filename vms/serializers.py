@@ -77,3 +77,19 @@ class ActionRequestSerializer(serializers.Serializer):
 
 class BulkActionRequestSerializer(ActionRequestSerializer):
     vms = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=1000)
+
+
+# Pushed events serialise one row at a time, many times a second: DRF builds a serializer's
+# fields on every instantiation, so the push path reuses one unbound instance per serializer.
+_vm_serializer = VMSerializer()
+_job_serializer = JobSerializer()
+
+
+def vm_payload(vm: VM) -> dict:
+    """The ``vm.updated`` event body: the same shape as the API's VM."""
+    return dict(_vm_serializer.to_representation(vm))
+
+
+def job_payload(job: Job) -> dict:
+    """The ``job.updated`` event body: the same shape as the API's job."""
+    return dict(_job_serializer.to_representation(job))

@@ -136,5 +136,5 @@ def test_host_ensure_is_idempotent_and_keeps_the_migration_address(db):
     assert created and host.migration_address == "127.0.0.1"
     again, created = host_ensure(name="lab-x", uri=driver_uri("host-b.xml"), migration_address="127.0.0.1")
     assert not created and again.pk == host.pk
-    moved, _ = host_ensure(name="lab-x", uri=driver_uri("host-b.xml"), migration_address="10.0.0.7")
+    host_ensure(name="lab-x", uri=driver_uri("host-b.xml"), migration_address="10.0.0.7")
     assert Host.objects.get(pk=host.pk).migration_address == "10.0.0.7" and Host.objects.count() == 1
