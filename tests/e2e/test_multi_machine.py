@@ -1,10 +1,12 @@
 """Virtfleet run the way docs/deploy.md runs it on several machines, here on one machine.
 
-PostgreSQL (a scratch cluster this module starts), one Redis, two web processes, two Celery workers
-and two listeners, in production mode (no VIRTFLEET_LOCAL, DEBUG off, SECRET_KEY and DATABASE_URL
-from the environment, static files collected). A job asked for through web #1's HTTP API runs on
-one of the workers and its events reach a browser connected to web #2; killing the listener that
-holds a host hands the host to the other listener, which then carries that host's events.
+PostgreSQL (a scratch cluster this module starts), one Redis, two web processes behind nginx (the
+guide's own deploy/nginx/virtfleet.conf, with TLS), two Celery workers and two listeners, in
+production mode (no VIRTFLEET_LOCAL, DEBUG off, SECRET_KEY and DATABASE_URL from the environment,
+static files collected). A job asked for through web #1's HTTP API runs on one of the workers and
+its events reach a browser connected to web #2; killing the listener that holds a host hands the
+host to the other listener, which then carries that host's events; nginx spreads requests over
+both web processes and carries the live socket.
 
 The rest of the test session keeps its SQLite test database: only these subprocesses see
 DATABASE_URL, and the test reads PostgreSQL with psycopg directly. They use their own database
@@ -34,7 +36,7 @@ from django.conf import settings
 from tests.bootstrap import ROOT, free_port
 from tests.e2e.conftest import domstate, reset_guests, screenshot, virsh
 from tests.e2e.postgres import PostgresCluster, PostgresMissing
-from tests.e2e.stack import Stack, wait_for
+from tests.e2e.stack import Stack, port_open, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -43,6 +45,27 @@ WEBS = ("web-1", "web-2")
 WORKERS = ("worker-1", "worker-2")
 LISTENERS = ("listener-1", "listener-2")
 LEASE_TTL = 6.0
+NGINX = "/usr/sbin/nginx"
+NGINX_SITE = ROOT / "deploy" / "nginx" / "virtfleet.conf"
+NGINX_MAIN = """
+daemon off;
+worker_processes 1;
+user root;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    include {dir}/virtfleet.conf;
+}}
+"""
 
 
 # --- an HTTP client of one web process, signed in the way a browser is (session cookie + CSRF) ----------
@@ -84,6 +107,10 @@ class Fleet:
     redis: redis.Redis
     lab: object
     web_urls: dict[str, str]
+    site: str  # https:// through nginx
+    site_http: str  # http:// through nginx (redirects)
+    site_cert: str  # nginx's self-signed certificate, to verify TLS against
+    static_root: str
     api1: Api  # signed in on web-1
     host_ids: dict[str, int]  # lab host name -> host id in PostgreSQL
 
@@ -139,6 +166,44 @@ def _manage(stack: Stack, *args: str, env: dict | None = None) -> None:
     assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{stack.log(name)}"
 
 
+def _nginx_site(*, tls_port: int, http_port: int, web_ports: list[int], static_root: str, cert_dir) -> str:
+    """deploy/nginx/virtfleet.conf with this machine's ports, certificate and STATIC_ROOT."""
+    conf = NGINX_SITE.read_text()
+    replacements = {
+        "listen 443 ssl http2;": f"listen 127.0.0.1:{tls_port} ssl http2;",
+        "listen [::]:443 ssl http2;": "",
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen [::]:80;": "",
+        "server 127.0.0.1:8001;": f"server 127.0.0.1:{web_ports[0]};",
+        "server 127.0.0.1:8002;": f"server 127.0.0.1:{web_ports[1]};",
+        "/etc/ssl/virtfleet/fullchain.pem": str(cert_dir / "cert.pem"),
+        "/etc/ssl/virtfleet/privkey.pem": str(cert_dir / "key.pem"),
+        "/var/lib/virtfleet/static/": f"{static_root}/",
+    }
+    for old, new in replacements.items():
+        assert old in conf, f"{NGINX_SITE} no longer has {old!r}: update this test with it"
+        conf = conf.replace(old, new)
+    return conf
+
+
+def _start_nginx(stack: Stack, workdir, site: str, port: int) -> None:
+    if not os.access(NGINX, os.X_OK):
+        pytest.fail("nginx is not installed: run ./virtfleet setup (apt-get install nginx-light)")
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (workdir / sub).mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(workdir / "key.pem"), "-out", str(workdir / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (workdir / "virtfleet.conf").write_text(site)
+    (workdir / "nginx.conf").write_text(NGINX_MAIN.format(dir=workdir))
+    proc = stack.start("nginx", [NGINX, "-e", str(workdir / "error.log"), "-p", str(workdir), "-c", "nginx.conf"])
+    wait_for(lambda: port_open(port) or proc.poll() is not None, 15, message="nginx to listen")
+    error_log = workdir / "error.log"
+    assert proc.poll() is None, stack.log("nginx") + (error_log.read_text() if error_log.exists() else "")
+
+
 @pytest.fixture(scope="module")
 def fleet(lab_state, tmp_path_factory):
     with contextlib.ExitStack() as cleanup:  # undone in reverse order, each step even if one fails
@@ -154,7 +219,10 @@ def fleet(lab_state, tmp_path_factory):
         client.flushdb()
         cleanup.callback(client.close)
         cleanup.callback(client.flushdb)
-        # Production mode, as /etc/virtfleet/virtfleet.env sets it — but no TLS here, hence plain cookies.
+        ports = {name: free_port() for name in (*WEBS, "nginx", "nginx-http")}
+        var_dir = tmp_path_factory.mktemp("multi-machine-var")
+        # Production mode, as /etc/virtfleet/virtfleet.env sets it. The test's own HTTP client talks to
+        # web #1 without TLS, hence cookies without the Secure flag.
         env = {
             k: v
             for k, v in os.environ.items()
@@ -168,13 +236,14 @@ def fleet(lab_state, tmp_path_factory):
                 "SECRET_KEY": secrets.token_urlsafe(50),
                 "DEBUG": "0",
                 "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                "VIRTFLEET_VAR_DIR": str(tmp_path_factory.mktemp("multi-machine-var")),
+                "CSRF_TRUSTED_ORIGINS": f"https://127.0.0.1:{ports['nginx']}",
+                "VIRTFLEET_BEHIND_PROXY": "1",
+                "VIRTFLEET_VAR_DIR": str(var_dir),
                 "VIRTFLEET_SECURE_COOKIES": "0",
                 "CELERY_TASK_ALWAYS_EAGER": "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        ports = {name: free_port() for name in WEBS}
         logs = tmp_path_factory.mktemp("multi-machine-logs")
         stack = Stack(env=env, http_port=ports["web-1"], console_port=free_port(), logs=logs)
         cleanup.callback(lambda: [stack.stop(name) for name in list(stack.procs)])
@@ -199,13 +268,27 @@ def fleet(lab_state, tmp_path_factory):
             started += [pool.submit(stack.start_worker, name) for name in WORKERS]
             for future in started:
                 future.result()
-        web_urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        static_root = str(var_dir / "static")
+        nginx_dir = tmp_path_factory.mktemp("nginx")
+        site = _nginx_site(
+            tls_port=ports["nginx"],
+            http_port=ports["nginx-http"],
+            web_ports=[ports[name] for name in WEBS],
+            static_root=static_root,
+            cert_dir=nginx_dir,
+        )
+        _start_nginx(stack, nginx_dir, site, ports["nginx"])
+        web_urls = {name: f"http://127.0.0.1:{ports[name]}" for name in WEBS}
         fleet = Fleet(
             stack=stack,
             pg=pg,
             redis=client,
             lab=lab_state,
             web_urls=web_urls,
+            site=f"https://127.0.0.1:{ports['nginx']}",
+            site_http=f"http://127.0.0.1:{ports['nginx-http']}",
+            site_cert=str(nginx_dir / "cert.pem"),
+            static_root=static_root,
             api1=Api(web_urls["web-1"]).login(USERNAME, PASSWORD),
             host_ids={},
         )
@@ -372,7 +455,65 @@ def test_a_job_asked_of_web_1_runs_on_a_worker_and_reaches_a_browser_on_web_2(fl
     wait_row_state(fleet_page, vm["uuid"], "running")
 
 
+def test_the_guides_nginx_configuration_spreads_requests_and_carries_the_live_socket(fleet, browser):
+    _watched(fleet)
+
+    def served(name: str, path: str) -> int:
+        return fleet.stack.log(name).count(f'"GET {path}"')
+
+    # Plain http is sent to https; requests are spread over both web processes.
+    redirect = requests.get(fleet.site_http + "/", allow_redirects=False, timeout=10)
+    assert redirect.status_code == 301 and redirect.headers["Location"].startswith("https://")
+    before = {name: served(name, "/healthz") for name in WEBS}
+    for _ in range(6):
+        assert requests.get(fleet.site + "/healthz", verify=fleet.site_cert, timeout=10).json() == {"ok": True}
+    fleet.wait(
+        lambda: all(served(name, "/healthz") > before[name] for name in WEBS),
+        5,
+        "both web processes to answer requests through nginx",
+        *WEBS,
+    )
+    # Static files come from STATIC_ROOT through nginx itself, not from a web process.
+    before = {name: served(name, "/static/js/live.js") for name in WEBS}
+    script = requests.get(fleet.site + "/static/js/live.js", verify=fleet.site_cert, timeout=10)
+    assert script.status_code == 200 and "javascript" in script.headers["Content-Type"]
+    with open(os.path.join(fleet.static_root, "js", "live.js"), "rb") as collected:
+        assert script.content == collected.read()
+    assert {name: served(name, "/static/js/live.js") for name in WEBS} == before
+
+    # A browser signs in over TLS (CSRF trusts the site's origin) and gets live events through nginx.
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, ignore_https_errors=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.goto(fleet.site + "/login/")
+        page.fill("#id_username", USERNAME)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(fleet.site + "/")
+        page.wait_for_selector("#live-indicator.live-up")
+        page.evaluate(
+            """window.__events = [];
+               document.addEventListener('vf:event', (e) => window.__events.push(e.detail));"""
+        )
+        lab2 = fleet.lab.real_hosts[1]
+        guest = f"{lab2.name}-vm1"
+        uuid = fleet.vm(guest)["uuid"]
+        virsh(lab2, "suspend", guest)
+        try:
+            wait_row_state(page, uuid, "paused")
+            assert pushed_states(page, uuid) == ["paused"]
+        finally:
+            virsh(lab2, "resume", guest)
+        wait_row_state(page, uuid, "running")
+        assert page.evaluate("location.protocol") == "https:"
+        screenshot(page, "multi-machine-through-nginx")
+    finally:
+        context.close()
+
+
 def test_killing_the_listener_that_holds_a_host_moves_the_host_to_the_other_listener(fleet, web2):
+    """Last in this module: it leaves one listener running."""
     _watched(fleet)
     lab1 = fleet.lab.real_hosts[0]
     guest = f"{lab1.name}-vm1"
