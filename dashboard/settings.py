@@ -153,7 +153,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # Every socket waits for events with a 5 s blocking pop (channels_redis); redis-py ≥ 8
+            # gives up reading after 5 s by default, which would end every idle socket. Read longer.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
             "prefix": os.environ.get("VIRTFLEET_CHANNEL_PREFIX", "virtfleet"),
             "capacity": 1000,
             "expiry": 30,

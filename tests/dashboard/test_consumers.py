@@ -91,3 +91,17 @@ def test_topic_names_map_to_groups():
     assert topic_group("vm:11111111111141118111111111111101") == "vm.11111111-1111-4111-8111-111111111101"
     for bad in ("", "host:", "host:x", "vm:nothex-but-long-enough-to-pass-len", "fleet2", None, 3):
         assert topic_group(bad) is None
+
+
+async def test_an_idle_socket_stays_open_and_still_gets_events(user):
+    """channels_redis blocks 5 s per receive; the Redis client must not give up reading first."""
+    import asyncio
+
+    comm, _, _ = await connect(user)
+    await comm.receive_json_from()
+    await comm.send_json_to({"action": "subscribe", "topics": ["fleet"]})
+    await comm.receive_json_from()
+    await asyncio.sleep(6.5)  # idle for longer than one blocking receive
+    await database_sync_to_async(push_now)(["fleet"], {"type": "host.removed", "host_id": 9})
+    assert await comm.receive_json_from(timeout=3) == {"type": "host.removed", "host_id": 9}
+    await comm.disconnect()
