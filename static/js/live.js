@@ -234,7 +234,12 @@ export async function refreshAll() {
     tasks.push(
       fetch(`/api/vms/${head.dataset.uuid}/`, { credentials: "same-origin" })
         .then((r) => (r.ok ? r.json() : null))
-        .then((vm) => vm && applyVM({ ...vm, version: Math.max(vm.version, Number(head.dataset.version) + 1) })),
+        .then((vm) => {
+          // Apply what the server says now unless an event already showed something newer.
+          if (!vm || Number(head.dataset.version) > vm.version) return;
+          head.dataset.version = String(vm.version - 1);
+          applyVM(vm);
+        }),
     );
   }
   document.dispatchEvent(new CustomEvent("vf:refresh"));
