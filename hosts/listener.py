@@ -42,6 +42,10 @@ from .services import host_mark_unreachable, host_sync
 log = logging.getLogger(__name__)
 
 
+# Lifecycle events that change only the power state: one state read is enough to follow them.
+STATE_ONLY = {"suspended", "resumed"}
+
+
 @dataclass
 class ListenerConfig:
     lease_ttl: float = 15.0  # a dead listener's hosts are taken over within ttl + tick
@@ -54,19 +58,26 @@ class ListenerConfig:
 
 
 class Shard(threading.Thread):
-    """A thread that re-reads VMs named by events, coalescing repeats of the same VM."""
+    """A thread that re-reads VMs named by events, coalescing repeats of the same VM.
+
+    A pending re-read is "full" (configuration and state) unless every event behind it only
+    changes the power state (suspended/resumed), which one cheap state read answers.
+    """
 
     def __init__(self, index: int, handler):
         super().__init__(name=f"listener-shard-{index}", daemon=True)
-        self._pending: OrderedDict[tuple[int, str], float] = OrderedDict()
+        self._pending: OrderedDict[tuple[int, str], bool] = OrderedDict()
         self._cond = threading.Condition()
         self._handler = handler
         self._stopping = False
 
-    def submit(self, host_id: int, uuid: str) -> None:
+    def submit(self, host_id: int, uuid: str, *, full: bool = True) -> None:
         with self._cond:
-            if (host_id, uuid) not in self._pending:
-                self._pending[(host_id, uuid)] = time.monotonic()
+            key = (host_id, uuid)
+            if key in self._pending:
+                self._pending[key] = self._pending[key] or full
+            else:
+                self._pending[key] = full
                 self._cond.notify()
 
     def stop(self) -> None:
@@ -81,9 +92,9 @@ class Shard(threading.Thread):
                     self._cond.wait()
                 if self._stopping:
                     return
-                (host_id, uuid), _queued = self._pending.popitem(last=False)
+                (host_id, uuid), full = self._pending.popitem(last=False)
             try:
-                self._handler(host_id, uuid)
+                self._handler(host_id, uuid, full)
             except Exception:
                 log.exception("re-reading %s on host %s failed", uuid, host_id)
 
@@ -270,7 +281,7 @@ class Listener:
     def _on_event(self, host_id: int, event: DomainEvent) -> None:
         self.events_received += 1
         shard = self._shards[zlib.crc32(event.uuid.encode()) % len(self._shards)]
-        shard.submit(host_id, event.uuid)
+        shard.submit(host_id, event.uuid, full=not (event.kind == "lifecycle" and event.detail in STATE_ONLY))
 
     def _on_close(self, w: Watcher, generation: int, reason: str) -> None:
         self._closed_hosts.put((w.host_id, generation, reason))
@@ -288,8 +299,8 @@ class Listener:
                 self._pool.submit(self._lost, w, f"connection lost: {reason}")
 
     # --- re-reading one VM (on a shard thread) --------------------------------------------------------
-    def _reread(self, host_id: int, uuid: str) -> None:
-        from vms.inventory import vm_reconcile
+    def _reread(self, host_id: int, uuid: str, full: bool = True) -> None:
+        from vms.inventory import vm_apply_state, vm_reconcile
 
         with self._lock:
             w = self.watchers.get(host_id)
@@ -298,6 +309,16 @@ class Listener:
         if conn is None or host is None:
             return  # the resync after reconnecting will cover it
         close_old_connections()
+        if not full:
+            try:
+                if vm_apply_state(host=host, uuid=uuid, state=conn.power_state(uuid)):
+                    w.events += 1
+                    return
+            except DomainNotFound:
+                pass  # gone meanwhile: the full path below records it
+            except VirtError as exc:
+                log.info("could not re-read the state of %s on %s: %s", uuid, host.name, exc)
+                return
         try:
             infos = [conn.domain_info(uuid)]
         except DomainNotFound:

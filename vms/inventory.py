@@ -251,6 +251,45 @@ def _save_changes(rows: dict[str, VM], original: dict[str, dict]) -> None:
     VM.objects.bulk_update([vm for vm, _ in changes], columns, batch_size=500)
 
 
+def vm_apply_state(*, host: Host, uuid: str, state: tuple) -> bool:
+    """Record a VM's new power state, re-read alone after a state-only event (suspend/resume).
+
+    ``state`` is (PowerState, libvirt state, reason) from virt. Returns False when the row is not
+    simply a present VM of ``host`` (new, moved, gone...): the caller then re-reads it fully.
+    """
+    from virt import power_state as map_state
+
+    power, libvirt_state, reason = state
+    reason_text = map_state(libvirt_state, reason)[1]
+    now = timezone.now()
+    with transaction.atomic():
+        vm = (
+            VM.objects.select_for_update()
+            .select_related("host")
+            .filter(uuid=uuid, host=host, gone_at__isnull=True)
+            .first()
+        )
+        if vm is None or vm.also_on_id is not None:
+            return False
+        if (vm.libvirt_state, vm.libvirt_reason) == (libvirt_state, reason):
+            return True  # nothing changed (an earlier event already brought it here)
+        changed = {
+            "state": str(power),
+            "state_reason": reason_text,
+            "libvirt_state": libvirt_state,
+            "libvirt_reason": reason,
+            "last_seen": now,
+            "version": vm.version + 1,
+        }
+        if vm.state != str(power):
+            changed["state_changed"] = now
+        VM.objects.filter(pk=vm.pk).update(**changed)
+        for name, value in changed.items():
+            setattr(vm, name, value)
+        _push_vm(vm)
+    return True
+
+
 def _claims(info: DomainInfo, other: object, vm: VM) -> bool:
     """Does the copy described by ``info`` take the VM from its current host?
 

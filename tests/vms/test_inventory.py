@@ -118,3 +118,21 @@ def test_a_gone_vm_that_reappears_elsewhere_moves_there(host_a, host_b, raw_libv
     host_sync(host=host_b)
     vm = VM.objects.get(name="db-1")
     assert vm.host == host_b and vm.gone_at is None
+
+
+def test_a_state_only_change_updates_just_the_state_and_is_pushed(host_a, host_b, raw_libvirt, pushes, on_commit):
+    from hosts.connections import host_connection
+    from vms.inventory import vm_apply_state
+
+    before = VM.objects.get(uuid=WEB1)
+    raw_libvirt(host_a).lookupByUUIDString(WEB1).suspend()
+    with on_commit():
+        assert vm_apply_state(host=host_a, uuid=WEB1, state=host_connection(host_a).power_state(WEB1))
+    after = VM.objects.get(uuid=WEB1)
+    assert (after.state, after.version, after.xml) == ("paused", before.version + 1, before.xml)
+    assert [e["vm"]["state"] for _, e in pushes if e["type"] == "vm.updated"] == ["paused"]
+    with on_commit():  # the same state again: nothing to write or push
+        assert vm_apply_state(host=host_a, uuid=WEB1, state=host_connection(host_a).power_state(WEB1))
+    assert VM.objects.get(uuid=WEB1).version == after.version and len(pushes) == 1
+    # not a VM of that host: the caller must re-read it fully
+    assert not vm_apply_state(host=host_b, uuid=WEB1, state=host_connection(host_a).power_state(WEB1))
