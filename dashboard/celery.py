@@ -3,13 +3,17 @@
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
 app = Celery("dashboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue("lifecycle"), Queue("migration"), Queue("inventory")]
+# Each queue with its own routing key, so a message lands in exactly one queue on any broker.
+_exchange = Exchange("virtfleet", type="direct")
+app.conf.task_queues = [Queue(name, _exchange, routing_key=name) for name in ("lifecycle", "migration", "inventory")]
+app.conf.task_default_exchange = "virtfleet"
+app.conf.task_default_routing_key = "lifecycle"
 app.autodiscover_tasks()
 
 
