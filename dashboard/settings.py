@@ -151,14 +151,13 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:16379/0")
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # Redis pub/sub: a group_send is one PUBLISH, where the list-based layer needs a sorted-set
+        # read and a Lua call per member. Live updates need no queueing for absent sockets: a page
+        # refetches what it shows when its socket (re)connects.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            # Every socket waits for events with a 5 s blocking pop (channels_redis); redis-py ≥ 8
-            # gives up reading after 5 s by default, which would end every idle socket. Read longer.
             "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
             "prefix": os.environ.get("VIRTFLEET_CHANNEL_PREFIX", "virtfleet"),
-            "capacity": 1000,
-            "expiry": 30,
         },
     }
 }
