@@ -34,8 +34,8 @@ def one_host_resync(repeats: int = 20) -> dict:
     return {"host": host.name, "domains": result.domains, **summary_ms(times)}
 
 
-def listener_full_resync(env, stack, name: str = "listener-resync") -> float:
-    """Start a listener with every host registered; seconds until it has resynced all of them."""
+def listener_full_resync(env, stack, name: str = "listener-resync", count: int = 1) -> float:
+    """Start ``count`` listeners with every host registered; seconds until all hosts are resynced."""
     from django.utils import timezone
 
     from hosts.models import Host
@@ -43,7 +43,8 @@ def listener_full_resync(env, stack, name: str = "listener-resync") -> float:
 
     mark = timezone.now()
     started = time.perf_counter()
-    stack.start_listener(name, ttl=15)
+    for i in range(count):
+        stack.start_listener(f"{name}{i}" if count > 1 else name, ttl=15)
     total = Host.objects.count()
     wait_for(lambda: Host.objects.filter(last_sync__gte=mark, state="connected").count() == total, 600, interval=0.05,
              message="every host to be resynced")  # fmt: skip
