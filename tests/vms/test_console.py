@@ -38,13 +38,13 @@ def console_host(add_host):
 
 
 @pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+def alice(make_user):
+    return make_user("alice", "operator")
 
 
 @pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user(username="bob", password="pw-bob-123")
+def bob(make_user):
+    return make_user("bob", "operator")
 
 
 def vm(uuid):

@@ -97,7 +97,10 @@ def vnc(tmp_path):
 
 
 def signed_in(client, django_user_model, username):
+    from django.contrib.auth.models import Group
+
     user = django_user_model.objects.create_user(username=username, password=f"pw-{username}-123")
+    user.groups.add(Group.objects.get(name="operator"))
     client.force_login(user)
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 

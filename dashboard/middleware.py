@@ -1,0 +1,37 @@
+"""A refused request (dashboard.errors.Forbidden from access.require) becomes a 403 that says why:
+a page for browsers, JSON for scripts. The API answers for itself (dashboard.api)."""
+
+from django.http import JsonResponse
+from django.shortcuts import render
+
+from dashboard.errors import Forbidden
+
+
+def wants_json(request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return request.path.startswith("/api/") or ("application/json" in accept and "text/html" not in accept)
+
+
+def forbidden_response(request, message: str):
+    if wants_json(request):
+        return JsonResponse({"error": message, "code": "forbidden"}, status=403)
+    return render(request, "403.html", {"message": message}, status=403)
+
+
+class ForbiddenMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, Forbidden):
+            return forbidden_response(request, exception.message)
+        return None
+
+
+def permission_denied(request, exception=None):
+    """handler403: Django's own refusals (PermissionDenied) get the same page."""
+    message = str(exception) if exception and str(exception) else "You do not have permission to see this page."
+    return forbidden_response(request, message)
