@@ -274,13 +274,12 @@ def _may_on_job(user, action: str, job) -> bool:
 
         host_id = VM.objects.filter(uuid=job.vm_uuid).values_list("host_id", flat=True).first()
         return host_id is not None and visibility.allows_vm(uuid=str(job.vm_uuid), host_id=host_id)
-    if action != CANCEL and action != MIGRATE:
+    if action not in (CANCEL, MIGRATE):
         return False
+    # acting on a job (cancel it, switch a migration to post-copy) takes the right that started it
     if job.kind == JobKind.MAINTENANCE:
-        return action == CANCEL and _may_on_host(user, MAINTAIN, job.host_id)
+        return _may_on_host(user, MAINTAIN, job.host_id)
     needed = MIGRATE if job.kind == JobKind.MIGRATE else OPERATE
-    if action == MIGRATE and needed != MIGRATE:
-        return False
     return _may_on_vm(user, needed, vm_pk=job.vm_id, uuid=job.vm_uuid, host_id=job.host_id)
 
 
@@ -350,7 +349,10 @@ def refusal_message(user, action: str, obj=None) -> str:
             return f"You may not {verb} host {obj.name}: ask an administrator for admin rights on it."
         return "You may not see this host: ask an administrator for access to it."
     if action != VIEW and may(user, VIEW, obj):
-        return f"You may not {verb} job {obj.pk}: it needs the rights that started it, on its VM or host."
+        return (
+            f"You may not {verb} job {obj.pk}: ask an administrator for the rights that started it "
+            "(operator rights on its VM or host)."
+        )
     return "You may not see this job: ask an administrator for access to its VM or host."
 
 

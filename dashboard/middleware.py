@@ -31,6 +31,21 @@ class ForbiddenMiddleware:
         return None
 
 
+def login_required_json(view):
+    """Like login_required, for views that answer JSON: 401 JSON instead of a redirect."""
+    from functools import wraps
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return JsonResponse(
+                {"error": "You are not signed in; reload the page to sign in.", "code": "not_signed_in"}, status=401
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 def permission_denied(request, exception=None):
     """handler403: Django's own refusals (PermissionDenied) get the same page."""
     message = str(exception) if exception and str(exception) else "You do not have permission to see this page."

@@ -228,7 +228,7 @@ class VMMigrationMixin:
         data = _valid(MigrationRequestSerializer, request.data)
         try:
             job = migration_request(
-                vm=_vm(request, uuid),
+                vm=_vm(request, uuid, access.MIGRATE, "vm.migrate"),
                 target=_target(request, data["target"]),
                 params=data["options"],
                 user=request.user,

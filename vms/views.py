@@ -13,6 +13,7 @@ from pygments.lexers import XmlLexer
 
 from dashboard import access
 from dashboard.errors import Forbidden, NotFound, ServiceError
+from dashboard.middleware import login_required_json
 from dashboard.net import client_ip
 from dashboard.pagination import paginate, query_without
 from hosts.selectors import host_list
@@ -258,7 +259,7 @@ def vm_migrate(request, uuid):
     return render(request, "vms/migrate.html", context)
 
 
-@login_required
+@login_required_json
 @require_POST
 def vm_migrate_check(request, uuid):
     """Pre-flight checks for one target and set of options, as JSON (the dialog calls it live)."""
@@ -266,7 +267,10 @@ def vm_migrate_check(request, uuid):
 
     from .migration import migration_options, migration_preflight
 
-    vm = _vm_or_404(request, uuid, access.MIGRATE, "vm.migrate")
+    try:
+        vm = _vm_or_404(request, uuid, access.MIGRATE, "vm.migrate")
+    except Forbidden as exc:
+        return JsonResponse({"ok": False, "error": exc.message, "code": exc.code}, status=403)
     target = _target_or_none(request, request.POST.get("target"))
     if target is None:
         return JsonResponse({"ok": False, "error": "Choose a target host."}, status=400)
