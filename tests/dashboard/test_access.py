@@ -225,7 +225,7 @@ async def test_socket_of_a_host_operator_follows_a_vm_that_migrates_onto_the_hos
     cache1 = await VM.objects.aget(uuid=CACHE1)
     hank = await database_sync_to_async(make_user)("hank")
     await database_sync_to_async(assign_perm)("hosts.view_host", hank, host_a)
-    comm, reply = await subscribe(hank, ["fleet"])
+    comm, _reply = await subscribe(hank, ["fleet"])
     await database_sync_to_async(push_now)(["fleet"], vm_event(cache1, host_b.pk))
     assert await comm.receive_nothing(timeout=0.5)
     await database_sync_to_async(push_now)(["fleet"], vm_event(cache1, host_a.pk))  # it arrived on host-a
