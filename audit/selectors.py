@@ -15,6 +15,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from dashboard import access
+from dashboard.params import parse_id
 
 from .models import AuditEvent, Outcome
 
@@ -48,7 +49,7 @@ class AuditFilter:
         return cls(
             user=text("user", 150),
             action=text("action", 64),
-            host_id=int(host) if host.isdigit() else None,
+            host_id=parse_id(host),
             vm_uuid=vm,
             outcome=outcome if outcome in Outcome.values else "",
             since=_date(text("since", 10)),

@@ -50,3 +50,14 @@ def permission_denied(request, exception=None):
     """handler403: Django's own refusals (PermissionDenied) get the same page."""
     message = str(exception) if exception and str(exception) else "You do not have permission to see this page."
     return forbidden_response(request, message)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a form or call without a valid CSRF token (or from another site)."""
+    message = (
+        "This request was refused: it did not carry this site's CSRF token (the page may be too old, "
+        "or the request came from another site). Reload the page and try again."
+    )
+    if wants_json(request):
+        return JsonResponse({"error": message, "code": "csrf"}, status=403)
+    return render(request, "403.html", {"message": message}, status=403)

@@ -1,13 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import TokenViewSet
 from audit.api import AuditEventViewSet
-from dashboard import views
+from dashboard import api, views
 from hosts.api import HostViewSet
 from vms.api import JobViewSet, VMViewSetWithMigration
 from vms.urls import jobs_patterns
@@ -37,5 +37,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script as a file: no inline script, so the CSP holds on it too.
     path("api/docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="swagger-ui"),
+    re_path(r"^api/", api.not_found, name="api-not-found"),  # last: unknown API URLs get JSON too
     path("admin/", admin.site.urls),
 ]

@@ -1,6 +1,7 @@
 """JSON API for hosts: list, get, add, edit, remove, sync now."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -12,7 +13,16 @@ from . import services
 from .selectors import host_get, host_list
 from .serializers import HostSerializer, HostWriteSerializer
 
+_ID = [OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]
 
+
+@extend_schema_view(
+    retrieve=extend_schema(parameters=_ID),
+    partial_update=extend_schema(parameters=_ID),
+    destroy=extend_schema(parameters=_ID),
+    maintenance=extend_schema(parameters=_ID),
+    sync=extend_schema(parameters=_ID),
+)
 class HostViewSet(viewsets.ViewSet):
     """Hosts of the fleet. Reads come from the database; add/edit check the URI by connecting."""
 

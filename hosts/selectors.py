@@ -6,6 +6,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 
 from dashboard import access
 from dashboard.errors import NotFound
+from dashboard.params import parse_id
 
 from .models import Host
 
@@ -43,10 +44,13 @@ def host_choices(*, user) -> list[tuple[int, str]]:
 
 
 def host_get(*, host_id: int) -> Host:
+    pk = parse_id(host_id)
     try:
-        return host_list().get(pk=host_id)
-    except (Host.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"There is no host with id {host_id}.") from None
+        if pk is None:
+            raise Host.DoesNotExist
+        return host_list().get(pk=pk)
+    except Host.DoesNotExist:
+        raise NotFound(f"There is no host with id {str(host_id)[:40]}.") from None
 
 
 def host_payload(*, host: Host) -> dict:

@@ -39,6 +39,7 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     "login": ("public", [Call("GET", "public")]),
     "logout": ("public", [Call("POST", "public")]),
     "healthz": ("public", [Call("GET", "public")]),
+    "api-not-found": ("public", [Call("GET", "public")]),  # unknown API URLs: a JSON 404, nothing to guard
     "hosts:list": ("page", [Call("GET", "login")]),
     "hosts:add": ("page", [Call("GET", "manage"), Call("POST", "manage", {"name": "new-host", "uri": "nonsense"})]),
     "hosts:detail": ("page", [Call("GET", "view")]),

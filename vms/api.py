@@ -1,7 +1,7 @@
 """JSON API for VMs: the fleet list (filter, sort, paginate) and one VM."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
@@ -111,7 +111,7 @@ class VMViewSet(viewsets.ViewSet):  # the migration actions are added below (VMM
         )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=BulkActionRequestSerializer, responses={202: BulkResponse})
+    @extend_schema(request=BulkActionRequestSerializer, responses={202: BulkResponse}, operation_id="vms_bulk_actions")
     @action(detail=False, methods=["post"], url_path="actions")
     def bulk(self, request):
         data = _valid(BulkActionRequestSerializer, request.data)
@@ -242,6 +242,11 @@ class VMMigrationMixin:
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]),
+    cancel=extend_schema(parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]),
+    postcopy=extend_schema(parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]),
+)
 class JobViewSet(viewsets.ViewSet):
     """Jobs: every operation, who asked, and how it ended."""
 

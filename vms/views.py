@@ -214,9 +214,10 @@ def _target_or_none(request, value):
     """The chosen target host, if it exists and the user may see it."""
     from hosts.models import Host
 
-    if not str(value or "").isdigit() or len(str(value)) > 12:
+    pk = parse_id(value)
+    if pk is None:
         return None
-    return access.visible_hosts(request.user, Host.objects.filter(pk=int(value))).first()
+    return access.visible_hosts(request.user, Host.objects.filter(pk=pk)).first()
 
 
 @login_required
