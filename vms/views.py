@@ -15,8 +15,8 @@ from dashboard import access
 from dashboard.errors import Forbidden, NotFound, ServiceError
 from dashboard.middleware import login_required_json
 from dashboard.net import client_ip
-from dashboard.params import parse_id
 from dashboard.pagination import paginate, query_without
+from dashboard.params import parse_id
 from hosts.selectors import host_list
 
 from . import actions, jobs
