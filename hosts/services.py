@@ -201,7 +201,7 @@ def host_add(
             target=host,
             message=f"added {host.uri}" + ("" if info else f" (not reachable yet: {error})"),
             details={"uri": host.uri, "ssh_key_path": ssh_key_path, "sasl_username": sasl_username,
-                     "sasl_password_set": bool(sasl_password)},
+                     "sasl_credential_set": bool(sasl_password)},
         )  # fmt: skip
     log.info("host %s added (%s)", host.name, host.uri)
     return host
@@ -248,7 +248,7 @@ def host_update(
              "peer_uri": peer_uri, "migration_address": migration_address}  # fmt: skip
     changed = {f: {"from": before[f], "to": after[f]} for f in before if before[f] != after[f]}
     if password != host.sasl_password:
-        changed["sasl_password"] = "cleared" if not password else "changed"
+        changed["sasl_credential"] = "cleared" if not password else "changed"  # never the password
     with transaction.atomic():
         host.name, host.uri, host.ssh_key_path = name, uri, ssh_key_path
         host.sasl_username, host.sasl_password = sasl_username, password
