@@ -107,6 +107,7 @@ def audit_list(*, user, filters: AuditFilter = AuditFilter()) -> QuerySet[AuditE
     return qs.order_by("-at", "-id")
 
 
-def audit_actions() -> list[str]:
-    """The kinds of action recorded so far (for the filter menu)."""
-    return sorted(AuditEvent.objects.values_list("action", flat=True).distinct()[:500])
+def audit_actions(*, user) -> list[str]:
+    """The kinds of action recorded so far in what ``user`` may read (for the filter menu)."""
+    qs = audit_list(user=user).order_by().values_list("action", flat=True).distinct()
+    return sorted(qs[:500])

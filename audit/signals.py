@@ -36,7 +36,10 @@ def _login_failed(sender, credentials, request=None, **kwargs):
     username = str((credentials or {}).get("username", ""))[:150]
     audit_refusal(
         user=None,
+        username="anonymous",
         action="login.failed",
+        target_type="user",
+        target_name=username,
         message=f"wrong user name or password for {username!r}",
         details={"username": username},
     )
@@ -46,6 +49,9 @@ def _login_failed(sender, credentials, request=None, **kwargs):
 def _locked_out(sender, request, username, ip_address, **kwargs):
     audit_refusal(
         user=None,
+        username="anonymous",
+        target_type="user",
+        target_name=str(username)[:150],
         action="login.locked",
         message=f"too many failed sign-ins for {username!r} from {ip_address}: locked out for a while",
         details={"username": str(username)[:150]},

@@ -21,7 +21,7 @@ def audit_log(request):
         {
             "page": page,
             "filters": filters,
-            "actions": audit_actions(),
+            "actions": audit_actions(user=request.user),
             "outcomes": Outcome.choices,
             "show_ip": shows_addresses(request.user),
             "per_page_choices": PER_PAGE_CHOICES,
