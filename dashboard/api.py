@@ -2,6 +2,7 @@
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
@@ -15,6 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"error": "The request body is too large.", "code": "too_large"}, status=413)
+    if isinstance(exc, SuspiciousOperation):  # e.g. more form fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return Response({"error": f"The request is malformed: {exc}", "code": "malformed"}, status=400)
     if isinstance(exc, ServiceError):
         body = {"error": exc.message, "code": exc.code}
         if exc.field:
