@@ -365,6 +365,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # the schema is for signed-in users
+    "ENUM_NAME_OVERRIDES": {"HostStateEnum": "hosts.models.HostState", "VMStateEnum": "vms.models.VMState"},
 }
 
 # --- Virtfleet -------------------------------------------------------------------------------------
