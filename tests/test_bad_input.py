@@ -7,6 +7,7 @@ is tests/test_api_fuzz.py.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -17,7 +18,13 @@ from hosts.models import Host
 from vms.models import Job
 
 WEB1 = "11111111-1111-4111-8111-111111111101"
-FUZZ = settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+# 40 cases per property in CI; VIRTFLEET_FORM_FUZZ_EXAMPLES=500 for a longer exploration by hand
+FUZZ = settings(
+    max_examples=int(os.environ.get("VIRTFLEET_FORM_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 nasty_text = st.one_of(
     st.text(max_size=60),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=30),
