@@ -137,34 +137,33 @@ class _Rights:
         return self._visibility
 
     def _compute_visibility(self) -> Visibility:
-        from guardian.shortcuts import get_objects_for_user
-
         from hosts.models import Host
         from vms.models import VM
 
         user = self.user
         if user.is_superuser or any(user.has_perm(perm) for perm in GLOBAL_VIEW_PERMS):
             return EVERYTHING
-        hosts = get_objects_for_user(
-            user,
-            [f"hosts.{p}" for p in HOST_PERMS.values()],
-            klass=Host,
-            any_perm=True,
-            with_superuser=False,
-            accept_global_perms=False,
-        )
-        vms = get_objects_for_user(
-            user,
-            [f"vms.{p}" for p in VM_PERMS.values()],
-            klass=VM,
-            any_perm=True,
-            with_superuser=False,
-            accept_global_perms=False,
-        )
+        hosts = Host.objects.filter(pk__in=_object_pks(user, Host, HOST_PERMS.values()))
+        vms = VM.objects.filter(pk__in=_object_pks(user, VM, VM_PERMS.values()))
         return Visibility(
             host_ids=frozenset(hosts.values_list("pk", flat=True)),
             vm_uuids=frozenset(str(u) for u in vms.values_list("uuid", flat=True)),
         )
+
+
+def _object_pks(user, model, codenames) -> list[int]:
+    """Ids of the ``model`` rows on which ``user`` (or one of its groups) holds any of ``codenames``
+    as a django-guardian object permission. Content types are matched by name, not by cached id."""
+    from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    match = {
+        "content_type__app_label": model._meta.app_label,
+        "content_type__model": model._meta.model_name,
+        "permission__codename__in": list(codenames),
+    }
+    keys = set(UserObjectPermission.objects.filter(user=user, **match).values_list("object_pk", flat=True))
+    keys |= set(GroupObjectPermission.objects.filter(group__user=user, **match).values_list("object_pk", flat=True))
+    return [int(k) for k in keys if k.isascii() and k.isdigit()]
 
 
 def _active(user) -> bool:
@@ -315,18 +314,10 @@ def may(user, action: str, obj=None) -> bool:
 
 
 def _has_any_object_perm(user, vm_codename: str, host_codename: str) -> bool:
-    from guardian.shortcuts import get_objects_for_user
-
     from hosts.models import Host
     from vms.models import VM
 
-    for codename, model in ((vm_codename, VM), (host_codename, Host)):
-        app = model._meta.app_label
-        if get_objects_for_user(
-            user, f"{app}.{codename}", klass=model, with_superuser=False, accept_global_perms=False
-        ).exists():
-            return True
-    return False
+    return bool(_object_pks(user, VM, [vm_codename]) or _object_pks(user, Host, [host_codename]))
 
 
 def refusal_message(user, action: str, obj=None) -> str:
