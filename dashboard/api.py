@@ -2,6 +2,10 @@
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -12,6 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"error": "The request body is too large.", "code": "too_large"}, status=413)
+    if isinstance(exc, SuspiciousOperation):  # e.g. more form fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return Response({"error": f"The request is malformed: {exc}", "code": "malformed"}, status=400)
     if isinstance(exc, ServiceError):
         body = {"error": exc.message, "code": exc.code}
         if exc.field:
@@ -33,4 +41,19 @@ def exception_handler(exc, context):
     return Response(
         {"error": "Internal error; it has been logged. Try again, or report it if it persists.", "code": "internal"},
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+@csrf_exempt  # it changes nothing, whatever the method
+def not_found(request, path=""):
+    """Any /api/ URL that names no endpoint: JSON, like every other API answer (never an HTML page)."""
+    hint = ""
+    if not request.path.endswith("/"):
+        try:
+            resolve(request.path + "/")
+            hint = f" API URLs end with a slash: {request.path}/"
+        except Resolver404:
+            pass
+    return JsonResponse(
+        {"error": f"There is no API endpoint at {request.path[:200]}.{hint}", "code": "not_found"}, status=404
     )

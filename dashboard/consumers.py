@@ -8,6 +8,7 @@ services push there. A user only receives what they may see (``dashboard.access`
 from __future__ import annotations
 
 import re
+import time
 import uuid as uuidlib
 
 from channels.db import database_sync_to_async
@@ -17,6 +18,7 @@ from dashboard import access
 from dashboard.realtime import FLEET_GROUP, JOBS_GROUP, host_group, job_group, vm_group
 
 MAX_TOPICS = 200
+REFRESH_SECONDS = access.CACHE_SECONDS  # permissions are read again this often while a socket is open
 _TOPIC = re.compile(r"^(fleet|jobs|host:\d{1,12}|job:\d{1,12}|vm:[0-9a-fA-F-]{32,36})$")
 
 
@@ -47,6 +49,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         self.groups_joined: set[str] = set()
         self.visibility = await database_sync_to_async(access.visibility_for)(user)
+        self.visibility_at = time.monotonic()
         await self.accept()
         await self.send_json({"type": "hello", "user": user.get_username()})
 
@@ -84,6 +87,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             if action == "subscribe":
                 if not await database_sync_to_async(access.may_subscribe)(self.scope["user"], topic):
                     refused.append({"topic": topic, "reason": "not permitted"})
+                    await database_sync_to_async(_audit_refused)(self.scope, topic)
                     continue
                 if group not in self.groups_joined:
                     await self.channel_layer.group_add(group, self.channel_name)
@@ -96,5 +100,43 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def push(self, message):
         event = message["event"]
+        if time.monotonic() - self.visibility_at > REFRESH_SECONDS:
+            await self._refresh()
+            if self.visibility is None:
+                return
         if self.visibility.allows(event):
             await self.send_json(event)
+
+    async def _refresh(self) -> None:
+        """Read the user's rights again: revoked ones stop the events; a disabled user is closed."""
+        self.visibility_at = time.monotonic()
+        user = await database_sync_to_async(_reload)(self.scope["user"])
+        if user is None:
+            self.visibility = None
+            await self.close(code=4401)
+            return
+        self.scope["user"] = user
+        self.visibility = await database_sync_to_async(access.visibility_for)(user)
+
+
+def _reload(user):
+    """``user`` read again from the database, or None when it was deleted or disabled."""
+    from django.contrib.auth import get_user_model
+
+    fresh = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
+    return fresh
+
+
+def _audit_refused(scope, topic: str) -> None:
+    from audit.services import audit_refusal
+    from dashboard.net import forwarded_client
+
+    headers = dict(scope.get("headers") or [])
+    peer = (scope.get("client") or [None])[0]
+    audit_refusal(
+        user=scope["user"],
+        action="live.subscribe",
+        message=f"may not follow {topic}",
+        details={"topic": topic},
+        ip=forwarded_client(headers.get(b"x-forwarded-for", b"").decode("latin-1"), peer),
+    )

@@ -59,6 +59,8 @@ class MigrationProgress(TypedDict):
     type: Literal["migration.progress"]
     job_id: int
     vm_uuid: str
+    host: int | None  # source and target host ids: who may see it (dashboard.access.Visibility)
+    target_host: int | None
     progress: dict[str, Any]
 
 

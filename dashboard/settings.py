@@ -6,6 +6,7 @@ See README.md, "Configuration", for every variable.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -64,12 +65,47 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _secrets_keys() -> list[str]:
+    """Fernet keys that encrypt host credentials at rest (VIRTFLEET_SECRETS_KEY, comma-separated:
+    the first encrypts, all decrypt, so a new key goes first and the old one after it)."""
+    import base64
+    import binascii
+
+    keys = env_list("VIRTFLEET_SECRETS_KEY", [])
+    if not keys:
+        if not DEBUG and not LOCAL:
+            raise ImproperlyConfigured(
+                "VIRTFLEET_SECRETS_KEY is not set. Virtfleet encrypts host credentials (SASL passwords) with it: "
+                "export VIRTFLEET_SECRETS_KEY=$(python3 -c 'import base64, os; "
+                "print(base64.urlsafe_b64encode(os.urandom(32)).decode())') and keep it safe: "
+                "without it the stored passwords cannot be read."
+            )
+        path = VAR_DIR / "secrets_key"
+        if not path.exists():
+            path.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
+            path.chmod(0o600)
+        keys = [path.read_text().strip()]
+    for index, key in enumerate(keys, 1):
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise ImproperlyConfigured(
+                f"VIRTFLEET_SECRETS_KEY: key {index} is not a Fernet key (32 url-safe base64-encoded bytes)."
+            )
+    return keys
+
+
+VIRTFLEET_SECRETS_KEYS = _secrets_keys()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if not DEBUG else ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "dashboard.apps.VirtfleetAdminConfig",  # the admin site, for administrators only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -78,11 +114,17 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "channels",
     "rest_framework",
+    "knox",
+    "guardian",
+    "axes",
+    "csp",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "dashboard",
     "hosts",
     "vms",
+    "audit",
+    "accounts",  # last: its post_migrate handler sets up the roles once every permission exists
 ]
 
 MIDDLEWARE = [
@@ -94,6 +136,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "audit.middleware.RequestContextMiddleware",  # who and from where, for audit events
+    "dashboard.middleware.ForbiddenMiddleware",  # access.Forbidden -> a 403 page saying why
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -191,6 +237,16 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Auth ------------------------------------------------------------------------------------------
+# Roles are groups (viewer, operator, admin: accounts/roles.py); permissions on chosen hosts or VMs
+# are django-guardian object permissions; dashboard/access.py is the one place that answers.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out sign-ins before any password check
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # guardian: anonymous visitors get nothing, so no anonymous user row
+GUARDIAN_MONKEY_PATCH_USER = False
+GUARDIAN_MONKEY_PATCH_GROUP = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "fleet"
 LOGOUT_REDIRECT_URL = "login"
@@ -200,15 +256,83 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
+# Sign-in throttling (django-axes): after AXES_FAILURE_LIMIT failures for one user name from one
+# address, that pair waits AXES_COOLOFF_TIME; the sign-in page says how long.
+AXES_FAILURE_LIMIT = env_int("VIRTFLEET_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("VIRTFLEET_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "dashboard.net.client_ip"  # X-Forwarded-For only behind our own proxy
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+AXES_VERBOSE = False
+
+# --- Personal API tokens (django-rest-knox): hashed at rest, several per user, expiring, revocable ---
+KNOX_TOKEN_MODEL = "knox.AuthToken"  # noqa: S105 (a model name)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=90),  # the default; each token is created with its own lifetime
+    "TOKEN_PREFIX": "vf_",  # recognisable in logs and by secret scanners
+    "AUTO_REFRESH": False,
+    "TOKEN_LIMIT_PER_USER": 50,
+}
+
 # --- Security (behind a TLS-terminating reverse proxy, set VIRTFLEET_BEHIND_PROXY=1) ---------------
+BEHIND_PROXY = env_bool("VIRTFLEET_BEHIND_PROXY", False)
+# How many proxies of ours append to X-Forwarded-For (the client is that many entries from the end).
+PROXY_COUNT = max(1, env_int("VIRTFLEET_PROXY_COUNT", 1))
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG and env_bool("VIRTFLEET_SECURE_COOKIES", True)
+SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "dashboard.middleware.csrf_failure"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("VIRTFLEET_BEHIND_PROXY", False):
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
+# HSTS only where TLS is certain (the reverse proxy terminates it): browsers remember it.
+SECURE_HSTS_SECONDS = env_int("VIRTFLEET_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("VIRTFLEET_HSTS_INCLUDE_SUBDOMAINS", False)
+
+
+def _console_origins() -> list[str]:
+    """Where the console page's websocket goes, for connect-src: the console proxy's port on this
+    site's host names, or VIRTFLEET_CONSOLE_URL when it is a full ws(s):// URL. ('self' already
+    covers ws(s):// to this origin: the live socket and a console published under a path.)"""
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("VIRTFLEET_CONSOLE_URL", "")
+    if url.startswith(("ws://", "wss://")):
+        parts = urlsplit(url)
+        return [f"{parts.scheme}://{parts.netloc}"]
+    if url:
+        return []
+    port = env_int("VIRTFLEET_CONSOLE_PORT", 6080)
+    if "*" in ALLOWED_HOSTS:
+        names = ["*"]
+    else:  # CSP host sources have no IPv6 literals; ".example.com" means its subdomains too
+        names = [f"*{h}" if h.startswith(".") else h for h in ALLOWED_HOSTS if h and not h.startswith("[")]
+    return [f"{scheme}://{name}:{port}" for name in names for scheme in ("ws", "wss")]
+
+
+# Content Security Policy (django-csp): no inline script or style anywhere; the live socket and
+# the console proxy are the only other places pages talk to.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'", *_console_origins()],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    }
+}
 
 # --- i18n / static ---------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -228,7 +352,9 @@ WHITENOISE_USE_FINDERS = DEBUG or LOCAL
 
 # --- API -------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: an unauthenticated call then gets 401 with "WWW-Authenticate: Token" (not 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.auth.TokenAuthentication",  # Authorization: Token <personal API token>
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -247,6 +373,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # the schema is for signed-in users
+    "ENUM_NAME_OVERRIDES": {"HostStateEnum": "hosts.models.HostState", "VMStateEnum": "vms.models.VMState"},
 }
 
 # --- Virtfleet -------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from audit.services import audit_record, audit_refusal
+from dashboard import access
 from dashboard.errors import Conflict, ServiceError
 from vms import jobs
 from vms.models import TERMINAL_STATUSES, VM, Job, JobEvent, JobKind, JobStatus
@@ -63,47 +65,74 @@ def maintenance_plan(*, host: Host) -> list[Placement]:
 
 def host_maintenance_enter(*, host: Host, user=None, ip: str | None = None) -> Job:
     """Put ``host`` into maintenance: refuse new VMs there at once, then evacuate it (a job)."""
+    access.require(user, access.MAINTAIN, host, what="host.maintenance.enter")
     with transaction.atomic():
         host = Host.objects.select_for_update().get(pk=host.pk)
+        refusal = ""
         if host.maintenance != MaintenanceState.NONE:
-            raise ServiceError(f"{host.name} is already {host.get_maintenance_display().lower()}.")
-        if host.state != HostState.CONNECTED:
-            raise ServiceError(f"{host.name} is {host.get_state_display().lower()}: its VMs cannot be moved now.")
-        host.maintenance = MaintenanceState.ENTERING
-        host.save(update_fields=["maintenance", "updated"])
-        _push_host(host)
-        task_id = str(uuidlib.uuid4())
-        who = user.get_username() if user is not None and user.is_authenticated else "system"
-        job = Job.objects.create(
-            kind=JobKind.MAINTENANCE,
-            host=host,
-            host_name=host.name,
-            requested_by=user if user is not None and user.is_authenticated else None,
-            requested_by_name=who,
-            requested_from=jobs._client_ip(ip),
-            celery_task_id=task_id,
-            message="waiting for a worker",
-        )
-        JobEvent.objects.create(job=job, status=JobStatus.QUEUED, message=f"requested by {who}")
-        jobs._push_job(job)
-        from .tasks import host_maintenance_task
-
-        transaction.on_commit(lambda: host_maintenance_task.apply_async(args=[job.pk], task_id=task_id))
+            refusal = f"{host.name} is already {host.get_maintenance_display().lower()}."
+        elif host.state != HostState.CONNECTED:
+            refusal = f"{host.name} is {host.get_state_display().lower()}: its VMs cannot be moved now."
+        else:
+            job = _start_evacuation(host, user=user, ip=ip)
+    if refusal:
+        audit_refusal(user=user, action="host.maintenance.enter", target=host, message=refusal)
+        raise ServiceError(refusal)
     return job
 
 
-def host_maintenance_leave(*, host: Host) -> Host:
+def _start_evacuation(host: Host, *, user, ip) -> Job:
+    """Mark ``host`` entering maintenance and create its evacuation job (inside the caller's lock)."""
+    host.maintenance = MaintenanceState.ENTERING
+    host.save(update_fields=["maintenance", "updated"])
+    _push_host(host)
+    task_id = str(uuidlib.uuid4())
+    who = user.get_username() if user is not None and user.is_authenticated else "system"
+    job = Job.objects.create(
+        kind=JobKind.MAINTENANCE,
+        host=host,
+        host_name=host.name,
+        requested_by=user if user is not None and user.is_authenticated else None,
+        requested_by_name=who,
+        requested_from=jobs._client_ip(ip),
+        celery_task_id=task_id,
+        message="waiting for a worker",
+    )
+    JobEvent.objects.create(job=job, status=JobStatus.QUEUED, message=f"requested by {who}")
+    jobs._push_job(job)
+    audit_record(
+        action="host.maintenance.enter",
+        user=user,
+        ip=job.requested_from,
+        target=host,
+        message=f"evacuation started (job {job.pk})",
+        details={"job": job.pk},
+    )
+    from .tasks import host_maintenance_task
+
+    transaction.on_commit(lambda: host_maintenance_task.apply_async(args=[job.pk], task_id=task_id))
+    return job
+
+
+def host_maintenance_leave(*, host: Host, user=None) -> Host:
     """Return ``host`` to service (refused while it is still being evacuated)."""
+    access.require(user, access.MAINTAIN, host, what="host.maintenance.leave")
     with transaction.atomic():
         host = Host.objects.select_for_update().get(pk=host.pk)
         running = Job.objects.active().filter(kind=JobKind.MAINTENANCE, host=host).first()
+        refusal: ServiceError | None = None
         if running is not None:
-            raise Conflict(f"{host.name} is being evacuated (job {running.pk}); cancel that job first.")
-        if host.maintenance == MaintenanceState.NONE:
-            raise ServiceError(f"{host.name} is not in maintenance.")
-        host.maintenance = MaintenanceState.NONE
-        host.save(update_fields=["maintenance", "updated"])
-        _push_host(host)
+            refusal = Conflict(f"{host.name} is being evacuated (job {running.pk}); cancel that job first.")
+        elif host.maintenance == MaintenanceState.NONE:
+            refusal = ServiceError(f"{host.name} is not in maintenance.")
+        else:
+            host.maintenance = MaintenanceState.NONE
+            host.save(update_fields=["maintenance", "updated"])
+            _push_host(host)
+            audit_record(action="host.maintenance.leave", user=user, target=host, message="back in service")
+    if refusal is not None:
+        audit_refusal(user=user, action="host.maintenance.leave", target=host, message=refusal.message)
+        raise refusal
     return host
 
 

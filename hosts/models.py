@@ -1,6 +1,8 @@
 from django.db import models
 from django.utils import timezone
 
+from dashboard.crypto import EncryptedTextField
+
 
 class HostState(models.TextChoices):
     """What Virtfleet last observed about its connection to the host."""
@@ -32,7 +34,8 @@ class Host(models.Model):
         "SSH private key file", max_length=1024, blank=True, help_text="For qemu+ssh: a key readable by Virtfleet."
     )
     sasl_username = models.CharField("SASL user", max_length=150, blank=True)
-    sasl_password = models.CharField("SASL password", max_length=1024, blank=True)
+    # Encrypted at rest (VIRTFLEET_SECRETS_KEY); never shown back, only whether one is set.
+    sasl_password = EncryptedTextField("SASL password", blank=True)
     peer_uri = models.CharField(
         "URI for other hosts",
         max_length=1024,
@@ -73,6 +76,15 @@ class Host(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Given fleet-wide through a role (accounts/roles.py) or on one host (django-guardian);
+        # the *_vms ones cover every VM on the host, including VMs that migrate onto it.
+        permissions = [
+            ("manage_host", "Add, edit, resync and remove hosts"),
+            ("maintain_host", "Put hosts into and out of maintenance"),
+            ("operate_vms", "Operate the VMs on the host"),
+            ("console_vms", "Open the consoles of the VMs on the host"),
+            ("migrate_vms", "Migrate the VMs on the host"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet, Sum
 
+from dashboard import access
 from dashboard.errors import NotFound
+from dashboard.params import parse_id
 
 from .models import Host
 
@@ -24,26 +26,31 @@ FLEET_PAGE_ALL_HOSTS_UP_TO = 12
 ATTENTION = Q(state__in=["unreachable", "error", "pending"]) | ~Q(maintenance="")
 
 
-def fleet_hosts() -> tuple[list[Host], bool]:
-    """The hosts the fleet page lists: all of a small fleet, else those needing attention (≤ 10).
+def fleet_hosts(*, user) -> tuple[list[Host], bool]:
+    """The hosts the fleet page lists to ``user``: all of a small fleet, else those needing
+    attention (≤ 10) — of the hosts the user may see.
 
     Returns (hosts, complete): ``complete`` is False when only the problem hosts are listed.
     """
-    if Host.objects.count() <= FLEET_PAGE_ALL_HOSTS_UP_TO:
-        return list(host_list()), True
-    return list(host_list().filter(ATTENTION)[:10]), False
+    hosts = access.visible_hosts(user, host_list())
+    if access.visible_hosts(user, Host.objects.all()).count() <= FLEET_PAGE_ALL_HOSTS_UP_TO:
+        return list(hosts), True
+    return list(hosts.filter(ATTENTION)[:10]), False
 
 
-def host_choices() -> list[tuple[int, str]]:
-    """(id, name) of every host, for filter menus: no aggregates."""
-    return list(Host.objects.order_by("name").values_list("pk", "name"))
+def host_choices(*, user) -> list[tuple[int, str]]:
+    """(id, name) of every host ``user`` may see, for filter menus: no aggregates."""
+    return list(access.visible_hosts(user, Host.objects.order_by("name")).values_list("pk", "name"))
 
 
 def host_get(*, host_id: int) -> Host:
+    pk = parse_id(host_id)
     try:
-        return host_list().get(pk=host_id)
-    except (Host.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"There is no host with id {host_id}.") from None
+        if pk is None:
+            raise Host.DoesNotExist
+        return host_list().get(pk=pk)
+    except Host.DoesNotExist:
+        raise NotFound(f"There is no host with id {str(host_id)[:40]}.") from None
 
 
 def host_payload(*, host: Host) -> dict:
@@ -55,11 +62,11 @@ def host_payload(*, host: Host) -> dict:
     return HostSerializer(host).data
 
 
-def fleet_summary() -> dict:
-    """Totals for the fleet header: hosts by status and VMs by state."""
+def fleet_summary(*, user) -> dict:
+    """Totals for the fleet header, over the hosts and VMs ``user`` may see."""
     from vms.models import VM
 
-    hosts = Host.objects.aggregate(
+    hosts = access.visible_hosts(user, Host.objects.all()).aggregate(
         total=Count("id"),
         connected=Count("id", filter=Q(state="connected")),
         unreachable=Count("id", filter=Q(state__in=["unreachable", "error"])),
@@ -68,7 +75,7 @@ def fleet_summary() -> dict:
         free_memory=Sum("free_memory_bytes"),
         cpus=Sum("cpus"),
     )
-    vms = VM.objects.present().aggregate(
+    vms = access.visible_vms(user, VM.objects.present()).aggregate(
         total=Count("id"),
         running=Count("id", filter=Q(state="running")),
         paused=Count("id", filter=Q(state="paused")),

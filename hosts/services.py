@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
+from audit.services import audit_record
+from dashboard import access
 from dashboard.errors import Conflict, ServiceError
 from dashboard.realtime import FLEET_GROUP, host_group, push_on_commit
 from virt import Credentials, HostInfo, InvalidURI, VirtError, open_connection, parse_uri
@@ -135,6 +138,7 @@ def _apply_node_info(host: Host, info: HostInfo) -> None:
 
 
 # --- add / edit / remove ---------------------------------------------------------------------------------
+@sensitive_variables("sasl_password", "credentials")
 def host_add(
     *,
     name: str,
@@ -146,13 +150,15 @@ def host_add(
     migration_address: str = "",
     allow_offline: bool = False,
     request_sync: bool = True,
+    user=None,
 ) -> Host:
     """Register a host after checking its URI and that libvirt answers there.
 
     With ``allow_offline`` a host that cannot be reached now is still added (as unreachable);
     the listener connects once it comes up. ``request_sync`` has a worker read its inventory
-    right away (the listener also does when it takes the host).
+    right away (the listener also does when it takes the host). ``user``: who asks (None: Virtfleet).
     """
+    access.require(user, access.MANAGE, what="host.add")
     name = _clean_name(name)
     uri = _clean_uri(uri)
     ssh_key_path = _clean_key(ssh_key_path)
@@ -189,10 +195,19 @@ def host_add(
         _push_host(host)
         if info and request_sync:
             _request_sync(host)
+        audit_record(
+            action="host.add",
+            user=user,
+            target=host,
+            message=f"added {host.uri}" + ("" if info else f" (not reachable yet: {error})"),
+            details={"uri": host.uri, "ssh_key_path": ssh_key_path, "sasl_username": sasl_username,
+                     "sasl_credential_set": bool(sasl_password)},
+        )  # fmt: skip
     log.info("host %s added (%s)", host.name, host.uri)
     return host
 
 
+@sensitive_variables("sasl_password", "password")
 def host_update(
     *,
     host: Host,
@@ -203,11 +218,13 @@ def host_update(
     sasl_password: str | None = None,
     peer_uri: str | None = None,
     migration_address: str | None = None,
+    user=None,
 ) -> Host:
     """Edit a host. A changed URI or credentials are checked by connecting before they are saved.
 
     ``sasl_password=None`` keeps the stored password; "" clears it.
     """
+    access.require(user, access.MANAGE, host, what="host.update")
     name = _clean_name(name, exclude_pk=host.pk)
     uri = _clean_uri(uri, exclude_pk=host.pk)
     ssh_key_path = _clean_key(ssh_key_path)
@@ -224,6 +241,14 @@ def host_update(
     info = None
     if transport_changed:
         info = _probe(uri, Credentials(ssh_key_path=ssh_key_path, username=sasl_username, password=password))
+    before = {
+        f: getattr(host, f) for f in ("name", "uri", "ssh_key_path", "sasl_username", "peer_uri", "migration_address")
+    }
+    after = {"name": name, "uri": uri, "ssh_key_path": ssh_key_path, "sasl_username": sasl_username,
+             "peer_uri": peer_uri, "migration_address": migration_address}  # fmt: skip
+    changed = {f: {"from": before[f], "to": after[f]} for f in before if before[f] != after[f]}
+    if password != host.sasl_password:
+        changed["sasl_credential"] = "cleared" if not password else "changed"  # never the password
     with transaction.atomic():
         host.name, host.uri, host.ssh_key_path = name, uri, ssh_key_path
         host.sasl_username, host.sasl_password = sasl_username, password
@@ -235,6 +260,10 @@ def host_update(
         _push_host(host)
         if transport_changed:
             _request_sync(host)
+        if changed:
+            audit_record(
+                action="host.update", user=user, target=host, message=f"changed {', '.join(changed)}", details=changed
+            )
     if transport_changed:
         connections.manager().drop(host.pk)
     return host
@@ -253,9 +282,11 @@ def _request_sync(host: Host) -> None:
     transaction.on_commit(send)
 
 
-def host_sync_request(*, host: Host) -> None:
+def host_sync_request(*, host: Host, user=None) -> None:
     """Ask for a resync of ``host`` now ("Sync now"); the result reaches browsers live."""
+    access.require(user, access.MANAGE, host, what="host.sync")
     _request_sync(host)
+    audit_record(action="host.sync", user=user, target=host, message="resync requested")
 
 
 def host_ensure(*, name: str, uri: str, ssh_key_path: str = "", migration_address: str = "") -> tuple[Host, bool]:
@@ -290,18 +321,33 @@ def host_ensure(*, name: str, uri: str, ssh_key_path: str = "", migration_addres
     return existing, False
 
 
-def host_remove(*, host: Host) -> None:
+def host_remove(*, host: Host, user=None) -> None:
     """Stop managing a host: its VM rows go with it (the VMs themselves are not touched)."""
     from vms.models import VM
 
+    access.require(user, access.MANAGE, host, what="host.remove")
     busy = _active_jobs_on(host)
     if busy:
-        raise Conflict(f"Host {host.name} has {busy} job(s) in progress; wait for them or cancel them first.")
+        message = f"Host {host.name} has {busy} job(s) in progress; wait for them or cancel them first."
+        from audit.services import audit_refusal
+
+        audit_refusal(user=user, action="host.remove", target=host, message=message)
+        raise Conflict(message)
     host_id = host.pk
     with transaction.atomic():
         Host.objects.select_for_update().filter(pk=host_id).first()  # wait for a running sync of it
+        vm_rows = VM.objects.filter(host=host).count()
         VM.objects.filter(also_on=host).update(also_on=None)
+        access.drop_object_permissions(VM, VM.objects.filter(host=host).values_list("pk", flat=True))
+        access.drop_object_permissions(Host, [host_id])
         VM.objects.filter(host=host).delete()
+        audit_record(
+            action="host.remove",
+            user=user,
+            target=host,
+            host_ref=host_id,
+            message=f"removed {host.uri} and its {vm_rows} VM row(s) (the VMs were not touched)",
+        )
         host.delete()
         push_on_commit([FLEET_GROUP, host_group(host_id)], {"type": "host.removed", "host_id": host_id})
     connections.manager().drop(host_id)

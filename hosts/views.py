@@ -5,9 +5,12 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from dashboard.errors import NotFound, ServiceError
+from dashboard import access
+from dashboard.errors import Forbidden, NotFound, ServiceError
+from dashboard.net import client_ip
 from dashboard.pagination import paginate, query_without
 from vms.selectors import VMFilter, sort_key, vm_list
 
@@ -16,11 +19,14 @@ from .forms import HostAddForm, HostEditForm
 from .selectors import host_get, host_list
 
 
-def _host_or_404(host_id: int):
+def _host_or_404(request, host_id: int, action: str = access.VIEW, what: str = ""):
+    """The host, if it exists (else 404) and the user may do ``action`` to it (else 403)."""
     try:
-        return host_get(host_id=host_id)
+        host = host_get(host_id=host_id)
     except NotFound as exc:
         raise Http404(exc.message) from None
+    access.require(request.user, action, host, what=what or f"host.{action}")
+    return host
 
 
 def _form_error(form, exc: ServiceError) -> None:
@@ -39,7 +45,7 @@ STATUS_FILTERS = {
 def host_list_view(request):
     q = (request.GET.get("q") or "").strip()[:200]
     status = request.GET.get("status") or ""
-    hosts = host_list()
+    hosts = access.visible_hosts(request.user, host_list())
     if q:
         hosts = hosts.filter(Q(name__icontains=q) | Q(uri__icontains=q) | Q(hostname__icontains=q))
     if status in STATUS_FILTERS:
@@ -60,10 +66,10 @@ def host_list_view(request):
 
 @login_required
 def host_detail(request, host_id: int):
-    host = _host_or_404(host_id)
+    host = _host_or_404(request, host_id)
     filters = VMFilter(host_id=host.pk, q=(request.GET.get("q") or "").strip()[:200])
     sort = sort_key(request.GET.get("sort"))
-    page = paginate(vm_list(filters=filters, sort=sort), request)
+    page = paginate(access.visible_vms(request.user, vm_list(filters=filters, sort=sort)), request)
     from vms.models import Job, JobKind
 
     maintenance_job = Job.objects.active().filter(kind=JobKind.MAINTENANCE, host=host).first()
@@ -88,13 +94,17 @@ def host_detail(request, host_id: int):
     return render(request, "hosts/detail.html", context)
 
 
+@sensitive_post_parameters("sasl_password")
 @login_required
 @require_http_methods(["GET", "POST"])
 def host_add(request):
+    access.require(request.user, access.MANAGE, what="host.add")
     form = HostAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            host = services.host_add(**form.cleaned_data)
+            host = services.host_add(**form.cleaned_data, user=request.user)
+        except Forbidden:
+            raise
         except ServiceError as exc:
             _form_error(form, exc)
         else:
@@ -106,10 +116,11 @@ def host_add(request):
     return render(request, "hosts/form.html", {"form": form, "title": "Add a host"})
 
 
+@sensitive_post_parameters("sasl_password")
 @login_required
 @require_http_methods(["GET", "POST"])
 def host_edit(request, host_id: int):
-    host = _host_or_404(host_id)
+    host = _host_or_404(request, host_id, access.MANAGE, "host.update")
     initial = {
         k: getattr(host, k) for k in ("name", "uri", "ssh_key_path", "sasl_username", "peer_uri", "migration_address")
     }
@@ -119,7 +130,9 @@ def host_edit(request, host_id: int):
         clear = data.pop("clear_sasl_password")
         data["sasl_password"] = "" if clear else (data["sasl_password"] or None)
         try:
-            services.host_update(host=host, **data)
+            services.host_update(host=host, **data, user=request.user)
+        except Forbidden:
+            raise
         except ServiceError as exc:
             _form_error(form, exc)
         else:
@@ -131,10 +144,12 @@ def host_edit(request, host_id: int):
 @login_required
 @require_http_methods(["GET", "POST"])
 def host_remove(request, host_id: int):
-    host = _host_or_404(host_id)
+    host = _host_or_404(request, host_id, access.MANAGE, "host.remove")
     if request.method == "POST":
         try:
-            services.host_remove(host=host)
+            services.host_remove(host=host, user=request.user)
+        except Forbidden:
+            raise
         except ServiceError as exc:
             messages.error(request, exc.message)
             return redirect("hosts:detail", host_id=host.pk)
@@ -146,8 +161,8 @@ def host_remove(request, host_id: int):
 @login_required
 @require_POST
 def host_sync(request, host_id: int):
-    host = _host_or_404(host_id)
-    services.host_sync_request(host=host)
+    host = _host_or_404(request, host_id, access.MANAGE, "host.sync")
+    services.host_sync_request(host=host, user=request.user)
     messages.info(request, f"Resync of {host.name} requested; changes appear as they are found.")
     return redirect("hosts:detail", host_id=host.pk)
 
@@ -157,18 +172,20 @@ def host_sync(request, host_id: int):
 def host_maintenance(request, host_id: int, action: str):
     from .maintenance import host_maintenance_enter, host_maintenance_leave
 
-    host = _host_or_404(host_id)
+    if action not in ("enter", "leave"):
+        raise Http404("unknown maintenance action")
+    host = _host_or_404(request, host_id, access.MAINTAIN, f"host.maintenance.{action}")
     try:
         if action == "enter":
-            job = host_maintenance_enter(host=host, user=request.user, ip=request.META.get("REMOTE_ADDR"))
+            job = host_maintenance_enter(host=host, user=request.user, ip=client_ip(request))
             messages.success(
                 request, f"{host.name} is entering maintenance; its running VMs are being moved (job {job.pk})."
             )
-        elif action == "leave":
-            host_maintenance_leave(host=host)
-            messages.success(request, f"{host.name} is back in service.")
         else:
-            raise Http404("unknown maintenance action")
+            host_maintenance_leave(host=host, user=request.user)
+            messages.success(request, f"{host.name} is back in service.")
+    except Forbidden:
+        raise
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("hosts:detail", host_id=host.pk)

@@ -58,6 +58,21 @@ def admin_user(db, django_user_model):
 
 
 @pytest.fixture
+def make_user(db, django_user_model):
+    """A user with a fleet-wide role (viewer, operator, admin) or none (accounts/roles.py)."""
+    from django.contrib.auth.models import Group
+
+    def make(username: str, role: str | None = None, *, password: str | None = None, **kwargs):
+        # No password unless asked: hashing one takes a third of a second; force_login needs none.
+        user = django_user_model.objects.create_user(username=username, password=password, **kwargs)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
 def admin_client(client, admin_user):
     client.force_login(admin_user)
     return client

@@ -31,7 +31,7 @@ from .domains import (
     power_state,
 )
 from .errors import AuthenticationFailed, DomainNotFound, HostUnreachable, OperationUnsupported, VirtError, translate
-from .events import LIFECYCLE_EVENTS, OTHER_EVENTS, DomainEvent, ensure_event_loop
+from .events import LIFECYCLE_EVENTS, OTHER_EVENTS, DomainEvent, ensure_event_loop, run_on_loop
 from .uri import LibvirtURI, parse_uri
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,7 @@ class HostConnection:
         self._close_reason = ""
         self._close_handlers: list[Callable[[str], None]] = []
         self._event_ids: list[int] = []
+        self._done = False  # closed for good (close() ran)
         try:
             conn.registerCloseCallback(self._on_close, None)
         except libvirt.libvirtError:
@@ -202,6 +203,14 @@ class HostConnection:
             return False
 
     def close(self) -> None:
+        """Close the connection (on the event-loop thread, see virt.events.run_on_loop)."""
+        if not self._done:
+            run_on_loop(self._close_now)
+
+    def _close_now(self) -> None:
+        if self._done:
+            return
+        self._done = True
         self.deregister_events()
         with contextlib.suppress(libvirt.libvirtError):
             self._conn.unregisterCloseCallback()

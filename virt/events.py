@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import libvirt
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _started_pid: int | None = None
+_loop_thread: threading.Thread | None = None
 
 
 def _quiet(_ctx, _err) -> None:
@@ -46,8 +48,34 @@ def ensure_event_loop() -> None:
                 except Exception:  # never let the loop thread die: keepalives depend on it
                     log.exception("libvirt event loop iteration failed")
 
-        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        global _loop_thread
+        _loop_thread = threading.Thread(target=run, name="libvirt-events", daemon=True)
+        _loop_thread.start()
         _started_pid = os.getpid()
+
+
+def run_on_loop(fn: Callable[[], None], *, timeout: float = 10.0) -> None:
+    """Run ``fn`` on the event-loop thread and wait for it.
+
+    Closing a connection from another thread while the loop dispatches one of its callbacks can
+    crash libvirt (use after free); closing on the loop thread serialises the two.
+    """
+    if _started_pid != os.getpid() or _loop_thread is None or threading.current_thread() is _loop_thread:
+        fn()
+        return
+    done = threading.Event()
+    timer: list[int] = []
+
+    def fire(timer_id, _opaque) -> None:
+        libvirt.virEventRemoveTimeout(timer_id)
+        try:
+            fn()
+        finally:
+            done.set()
+
+    timer.append(libvirt.virEventAddTimeout(0, fire, None))
+    if not done.wait(timeout):
+        log.warning("the libvirt event loop did not run a close within %s s", timeout)
 
 
 # --- domain events, reduced to what Virtfleet acts on -------------------------------------------------

@@ -1,13 +1,15 @@
 """JSON API for VMs: the fleet list (filter, sort, paginate) and one VM."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from dashboard import access
 from dashboard.errors import ServiceError
+from dashboard.net import client_ip
 
 from . import jobs
 from .models import VM, JobKind, JobStatus, VMState
@@ -21,6 +23,19 @@ from .serializers import (
     VMDetailSerializer,
     VMSerializer,
 )
+
+
+def _vm(request, uuid, action: str = access.VIEW, what: str = ""):
+    """The VM (404 JSON if there is none) if the caller may do ``action`` to it (403 JSON if not)."""
+    vm = vm_get(uuid=uuid)
+    access.require(request.user, action, vm, what=what or f"vm.{action}")
+    return vm
+
+
+def _job(request, pk, action: str = access.VIEW, what: str = ""):
+    job = job_get(job_id=pk)
+    access.require(request.user, action, job, what=what or f"job.{action}")
+    return job
 
 
 def _valid(serializer_class, data) -> dict:
@@ -65,8 +80,11 @@ class VMViewSet(viewsets.ViewSet):  # the migration actions are added below (VMM
         responses=VMSerializer(many=True),
     )
     def list(self, request):
-        qs = vm_list(
-            filters=VMFilter.from_params(request.query_params), sort=sort_key(request.query_params.get("sort"))
+        qs = access.visible_vms(
+            request.user,
+            vm_list(
+                filters=VMFilter.from_params(request.query_params), sort=sort_key(request.query_params.get("sort"))
+            ),
         )
         paginator = VMPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
@@ -74,7 +92,7 @@ class VMViewSet(viewsets.ViewSet):  # the migration actions are added below (VMM
 
     @extend_schema(responses=VMDetailSerializer)
     def retrieve(self, request, uuid=None):
-        return Response(VMDetailSerializer(vm_get(uuid=uuid)).data)
+        return Response(VMDetailSerializer(_vm(request, uuid)).data)
 
     @extend_schema(
         request=ActionRequestSerializer,
@@ -85,19 +103,21 @@ class VMViewSet(viewsets.ViewSet):  # the migration actions are added below (VMM
     def act(self, request, uuid=None):
         data = _valid(ActionRequestSerializer, request.data)
         job = jobs.job_request(
-            vm=vm_get(uuid=uuid),
+            vm=_vm(request, uuid),
             kind=data["action"],
             params=data["params"],
             user=request.user,
-            ip=request.META.get("REMOTE_ADDR"),
+            ip=client_ip(request),
         )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=BulkActionRequestSerializer, responses={202: BulkResponse})
+    @extend_schema(request=BulkActionRequestSerializer, responses={202: BulkResponse}, operation_id="vms_bulk_actions")
     @action(detail=False, methods=["post"], url_path="actions")
     def bulk(self, request):
         data = _valid(BulkActionRequestSerializer, request.data)
-        found = {vm.uuid: vm for vm in VM.objects.select_related("host").filter(uuid__in=data["vms"])}
+        # VMs the caller may not see are reported like VMs that do not exist: their names stay hidden.
+        chosen = VM.objects.select_related("host").filter(uuid__in=data["vms"])
+        found = {vm.uuid: vm for vm in access.visible_vms(request.user, chosen)}
         missing = [
             {"vm": str(u), "error": f"There is no VM with UUID {u}.", "code": "not_found"}
             for u in data["vms"]
@@ -108,7 +128,7 @@ class VMViewSet(viewsets.ViewSet):  # the migration actions are added below (VMM
             kind=data["action"],
             params=data["params"],
             user=request.user,
-            ip=request.META.get("REMOTE_ADDR"),
+            ip=client_ip(request),
         )
         return Response(
             {"jobs": JobSerializer(result.jobs, many=True).data, "refused": missing + result.refused},
@@ -136,11 +156,12 @@ class PreflightResultSerializer(serializers.Serializer):
     checks = CheckSerializer(many=True)
 
 
-def _target(pk):
+def _target(request, pk):
+    """The target host; one the caller may not see is answered like one that does not exist."""
     from dashboard.errors import NotFound
     from hosts.models import Host
 
-    host = Host.objects.filter(pk=pk).first()
+    host = access.visible_hosts(request.user, Host.objects.filter(pk=pk)).first()
     if host is None:
         raise NotFound(f"There is no host with id {pk}.", field="target")
     return host
@@ -183,7 +204,7 @@ class VMMigrationMixin:
                     "eligible": t.eligible,
                     "reason": t.reason,
                 }
-                for t in migration_targets(vm=vm_get(uuid=uuid))
+                for t in migration_targets(vm=_vm(request, uuid, access.MIGRATE, "vm.migrate"), user=request.user)
             ]
         )
 
@@ -192,10 +213,10 @@ class VMMigrationMixin:
     def migration_preflight(self, request, uuid=None):
         from .migration import migration_options, migration_preflight
 
+        vm = _vm(request, uuid, access.MIGRATE, "vm.migrate")
         data = _valid(MigrationRequestSerializer, request.data)
-        vm = vm_get(uuid=uuid)
         checks = migration_preflight(
-            vm=vm, target=_target(data["target"]), options=migration_options(vm=vm, params=data["options"])
+            vm=vm, target=_target(request, data["target"]), options=migration_options(vm=vm, params=data["options"])
         )
         return Response({"ok": all(c.ok for c in checks), "checks": _checks(checks)})
 
@@ -207,11 +228,11 @@ class VMMigrationMixin:
         data = _valid(MigrationRequestSerializer, request.data)
         try:
             job = migration_request(
-                vm=vm_get(uuid=uuid),
-                target=_target(data["target"]),
+                vm=_vm(request, uuid, access.MIGRATE, "vm.migrate"),
+                target=_target(request, data["target"]),
                 params=data["options"],
                 user=request.user,
-                ip=request.META.get("REMOTE_ADDR"),
+                ip=client_ip(request),
             )
         except PreflightFailed as exc:
             return Response(
@@ -221,6 +242,11 @@ class VMMigrationMixin:
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]),
+    cancel=extend_schema(parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]),
+    postcopy=extend_schema(parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]),
+)
 class JobViewSet(viewsets.ViewSet):
     """Jobs: every operation, who asked, and how it ended."""
 
@@ -241,18 +267,20 @@ class JobViewSet(viewsets.ViewSet):
     def list(self, request):
         paginator = VMPagination()
         page = paginator.paginate_queryset(
-            job_list(filters=JobFilter.from_params(request.query_params)), request, view=self
+            access.visible_jobs(request.user, job_list(filters=JobFilter.from_params(request.query_params))),
+            request,
+            view=self,
         )
         return paginator.get_paginated_response(JobSerializer(page, many=True).data)
 
     @extend_schema(responses=JobDetailSerializer)
     def retrieve(self, request, pk=None):
-        return Response(JobDetailSerializer(job_get(job_id=pk)).data)
+        return Response(JobDetailSerializer(_job(request, pk)).data)
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        job = jobs.job_cancel(job=job_get(job_id=pk), user=request.user)
+        job = jobs.job_cancel(job=_job(request, pk), user=request.user)
         return Response(JobSerializer(job).data)
 
     @extend_schema(request=None, responses=JobSerializer)
@@ -260,7 +288,7 @@ class JobViewSet(viewsets.ViewSet):
     def postcopy(self, request, pk=None):
         from .migration import migration_postcopy
 
-        return Response(JobSerializer(migration_postcopy(job=job_get(job_id=pk))).data)
+        return Response(JobSerializer(migration_postcopy(job=_job(request, pk), user=request.user)).data)
 
 
 class VMViewSetWithMigration(VMMigrationMixin, VMViewSet):

@@ -25,6 +25,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from audit.services import audit_record, audit_refusal
+from dashboard import access
 from dashboard.access import may_open_console
 from dashboard.errors import Conflict, Forbidden, ServiceError
 from hosts.connections import host_connection
@@ -83,11 +85,13 @@ class TicketRefused(ServiceError):
 
     status_code = 403
 
-    def __init__(self, reason: str, message: str = ""):
+    def __init__(self, reason: str, message: str = "", *, vm_uuid: str = "", owner: int | None = None):
         refusal = REFUSALS[reason]
         super().__init__(message or refusal.message, code=reason)
         self.reason = reason
         self.refusal = refusal
+        self.vm_uuid = vm_uuid  # the ticket's VM and owner, when the ticket was taken (audit)
+        self.owner = owner
 
 
 @dataclass(frozen=True)
@@ -221,8 +225,7 @@ def console_ticket_issue(*, user, vm: VM, secure: bool = False, http_host: str =
     """
     if user is None or not user.is_authenticated:
         raise Forbidden("Sign in to open a console.")
-    if not may_open_console(user, vm):
-        raise Forbidden(f"You may not open the console of {vm.name}.")
+    access.require(user, access.CONSOLE, vm, what="console.ticket")
     if vm.is_gone:
         raise Conflict(f"{vm.name} no longer exists on any host.", code="gone")
     host = vm.host
@@ -301,18 +304,34 @@ def console_connect_authorize(*, token: str, user) -> TicketData:
             data.user_id,
             user.get_username(),
         )
-        raise TicketRefused("other_user")
+        raise TicketRefused("other_user", vm_uuid=data.vm_uuid, owner=data.user_id)
     vm = VM.objects.select_related("host").filter(uuid=data.vm_uuid).first()
     if vm is not None and not may_open_console(user, vm):
-        raise TicketRefused("forbidden")
+        raise TicketRefused("forbidden", vm_uuid=data.vm_uuid, owner=data.user_id)
     return data
 
 
 # --- session records -------------------------------------------------------------------------------------
+def console_refused(*, reason: str, message: str, user, token_owner: int | None = None, vm_uuid: str = "",
+                    client_address: str | None = None) -> None:  # fmt: skip
+    """Record a console connection the proxy refused (reused, forged or foreign ticket, ...)."""
+    vm = VM.objects.filter(uuid=vm_uuid).select_related("host").first() if vm_uuid else None
+    audit_refusal(
+        user=user if user is not None and user.is_authenticated else None,
+        action="console.open",
+        target=vm,
+        message=message,
+        details={"reason": reason, **({"ticket_owner": token_owner} if token_owner else {})},
+        ip=_ip(client_address),
+        **({} if user is not None and user.is_authenticated else {"username": "anonymous"}),
+    )
+
+
 def console_session_open(*, ticket: TicketData, user, client_address: str | None) -> ConsoleSession:
-    """Record that ``user`` opened the console of the ticket's VM (written by the proxy)."""
+    """Record that ``user`` opened the console of the ticket's VM (written by the proxy), in the
+    console sessions and in the audit log."""
     vm = VM.objects.filter(uuid=ticket.vm_uuid).first()
-    return ConsoleSession.objects.create(
+    session = ConsoleSession.objects.create(
         user=user if user is not None and user.is_authenticated else None,
         username=user.get_username() if user is not None and user.is_authenticated else "",
         vm=vm,
@@ -322,12 +341,52 @@ def console_session_open(*, ticket: TicketData, user, client_address: str | None
         target=ticket.target.describe()[:300],
         client_address=_ip(client_address),
     )
+    audit_record(
+        action="console.open",
+        user=user if user is not None and user.is_authenticated else None,
+        ip=session.client_address,
+        target_type="vm",
+        target_id=ticket.vm_uuid,
+        target_name=ticket.vm_name,
+        vm_uuid=ticket.vm_uuid,
+        vm_name=ticket.vm_name,
+        host_ref=ticket.host_id,
+        host_name=ticket.host_name,
+        message=f"console session {session.pk} opened (via {ticket.target.kind})",
+        details={"session": session.pk, "via": ticket.target.kind},
+    )
+    return session
 
 
 def console_session_close(*, session: ConsoleSession, reason: str, bytes_in: int = 0, bytes_out: int = 0) -> None:
-    """Record how and when a console session ended."""
-    ConsoleSession.objects.filter(pk=session.pk, closed_at__isnull=True).update(
-        closed_at=timezone.now(), close_reason=reason[:300], bytes_in=bytes_in, bytes_out=bytes_out
+    """Record how and when a console session ended (console sessions and audit log)."""
+    closed_at = timezone.now()
+    updated = ConsoleSession.objects.filter(pk=session.pk, closed_at__isnull=True).update(
+        closed_at=closed_at, close_reason=reason[:300], bytes_in=bytes_in, bytes_out=bytes_out
+    )
+    if not updated:
+        return
+    failed = reason.startswith(("VNC server unreachable", "VNC handshake failed", "error:"))
+    audit_record(
+        action="console.close",
+        user=session.user if session.user_id else None,
+        username=session.username,
+        ip=session.client_address,
+        target_type="vm",
+        target_id=str(session.vm_uuid),
+        target_name=session.vm_name,
+        vm_uuid=session.vm_uuid,
+        vm_name=session.vm_name,
+        host_ref=session.vm.host_id if session.vm_id and session.vm else None,
+        host_name=session.host_name,
+        outcome="failed" if failed else "ok",
+        message=f"console session {session.pk} closed: {reason}"[:500],
+        details={
+            "session": session.pk,
+            "seconds": round((closed_at - session.opened_at).total_seconds(), 1),
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+        },
     )
 
 

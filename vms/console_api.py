@@ -6,6 +6,8 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from dashboard import access
+
 from .console import console_sessions, console_ticket_issue
 from .models import ConsoleSession
 from .selectors import vm_get
@@ -51,6 +53,7 @@ class ConsoleSessionListView(APIView):
     @extend_schema(responses=ConsoleSessionSerializer(many=True), operation_id="vms_console_sessions")
     def get(self, request, uuid):
         vm = vm_get(uuid=uuid)
+        access.require(request.user, access.CONSOLE, vm, what="console.sessions")
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(console_sessions(vm_uuid=vm.uuid), request, view=self)
         return paginator.get_paginated_response(ConsoleSessionSerializer(page, many=True).data)

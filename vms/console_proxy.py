@@ -36,10 +36,17 @@ from websockify.websocket import WebSocketWantReadError
 from websockify.websocketproxy import ProxyRequestHandler, WebSocketProxy
 from websockify.websockifyserver import WebSockifyServer
 
+from dashboard.net import forwarded_client
 from virt.console import ConsoleConnectFailed, VNCStream, connect_target
 from virt.rfb import RFBError, browser_handshake, server_handshake
 
-from .console import TicketRefused, console_connect_authorize, console_session_close, console_session_open
+from .console import (
+    TicketRefused,
+    console_connect_authorize,
+    console_refused,
+    console_session_close,
+    console_session_open,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +127,8 @@ class ConsoleRequestHandler(ProxyRequestHandler):
 
     def _client_ip(self) -> str:
         peer = self.client_address[0] if self.client_address else ""
-        if getattr(settings, "USE_X_FORWARDED_HOST", False):  # VIRTFLEET_BEHIND_PROXY: the proxy says who
-            forwarded = self.headers.get("X-Forwarded-For", "")
-            if forwarded:
-                return forwarded.split(",")[-1].strip()
-        return peer
+        # Behind our reverse proxy (VIRTFLEET_BEHIND_PROXY) it says who; otherwise the header is ignored.
+        return forwarded_client(self.headers.get("X-Forwarded-For", ""), peer) or peer
 
     # --- the browser side of the RFB handshake -----------------------------------------------------------
     def _recv_exactly(self, count: int) -> bytes:
@@ -161,6 +165,7 @@ class ConsoleRequestHandler(ProxyRequestHandler):
     def _serve(self) -> None:
         self._inbox = b""
         token = (parse_qs(urlsplit(self.path).query).get("token") or [""])[0].strip()
+        user = None
         try:
             if not self._origin_allowed():
                 raise TicketRefused("origin")
@@ -168,6 +173,17 @@ class ConsoleRequestHandler(ProxyRequestHandler):
             ticket = console_connect_authorize(token=token, user=user)
         except TicketRefused as exc:
             log.info("console connection from %s refused: %s", self._client_ip(), exc.refusal.short)
+            try:
+                console_refused(
+                    reason=exc.reason,
+                    message=exc.refusal.message,
+                    user=user,
+                    token_owner=exc.owner,
+                    vm_uuid=exc.vm_uuid,
+                    client_address=self._client_ip(),
+                )
+            except Exception:  # the audit log must not keep the refusal from reaching the browser
+                log.exception("could not record the refused console connection")
             raise self.CClose(exc.refusal.code, exc.refusal.short) from None
         except Exception:
             # Redis or the database failing: the browser gets a reason, the log the traceback.

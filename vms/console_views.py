@@ -5,6 +5,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from dashboard import access
 from dashboard.errors import NotFound, ServiceError
 
 from .console import console_refusal, console_sessions, console_ticket_issue
@@ -21,6 +22,7 @@ def console_page(request, uuid):
         vm = vm_get(uuid=uuid)
     except NotFound as exc:
         raise Http404(exc.message) from None
+    access.require(request.user, access.CONSOLE, vm, what="console.page")
     context = {
         "vm": vm,
         "refusal": console_refusal(vm),

@@ -20,7 +20,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dashboard.errors import Conflict, ServiceError
+from audit.services import FROM_REQUEST, audit_record, audit_refusal, job_outcome
+from dashboard import access
+from dashboard.errors import Conflict, Forbidden, ServiceError
 from dashboard.realtime import JOBS_GROUP, job_group, push_on_commit, vm_group
 from hosts.connections import host_connection, manager
 from virt import DomainNotFound, HostConnection, OperationAborted, VirtError
@@ -92,23 +94,36 @@ def _client_ip(ip: str | None) -> str | None:
 def job_request(*, vm: VM, kind: str, params: dict | None = None, user=None, ip: str | None = None) -> Job:
     """Create a job for ``kind`` on ``vm`` and have a worker run it once this transaction commits.
 
-    Refused (ServiceError) when the VM's state does not allow it, and (Conflict) when the VM
-    already has an active job: never two jobs on one VM at a time.
+    Refused (Forbidden) when ``user`` may not operate the VM, (ServiceError) when the VM's state
+    does not allow it, and (Conflict) when the VM already has an active job: never two jobs on one
+    VM at a time. Refusals are recorded in the audit log, like the requests themselves.
     """
     action = ACTIONS.get(kind)
     if action is None:
-        raise ServiceError(f"Unknown action {kind!r}; use one of: {', '.join(ACTIONS)}.", field="action")
+        raise ServiceError(f"Unknown action {str(kind)[:40]!r}; use one of: {', '.join(ACTIONS)}.", field="action")
+    access.require(user, access.OPERATE, vm, what=f"vm.{kind}")
     params = clean_params(kind, params)
     busy = Job.objects.active().filter(vm_uuid=vm.uuid).first()
     if busy is not None:
-        raise Conflict(
+        _refuse(user, f"vm.{kind}", vm, Conflict(
             f"VM {vm.name} is busy with {busy.get_kind_display().lower()} (job {busy.pk}); wait for it to finish.",
             code="busy",
-        )
+        ))  # fmt: skip
     reason = refusal(vm, kind, params=params)
     if reason:
-        raise ServiceError(f"Cannot {action.label.lower()} {vm.name}: {reason}.", code="not_allowed")
+        _refuse(
+            user,
+            f"vm.{kind}",
+            vm,
+            ServiceError(f"Cannot {action.label.lower()} {vm.name}: {reason}.", code="not_allowed"),
+        )
     return _create_job(vm=vm, kind=kind, params=params, user=user, ip=ip)
+
+
+def _refuse(user, what: str, target, error: ServiceError):
+    """Record a refused request in the audit log, then refuse it."""
+    audit_refusal(user=user, action=what, target=target, message=error.message)
+    raise error
 
 
 def _create_job(*, vm: VM, kind: str, params: dict, user=None, ip=None, target_host=None, task=None) -> Job:
@@ -134,8 +149,18 @@ def _create_job(*, vm: VM, kind: str, params: dict, user=None, ip=None, target_h
     except IntegrityError:
         busy = Job.objects.active().filter(vm_uuid=vm.uuid).first()
         what = f"{busy.get_kind_display().lower()} (job {busy.pk})" if busy else "another job"
-        raise Conflict(f"VM {vm.name} is busy with {what}; wait for it to finish.", code="busy") from None
+        _refuse(
+            user, f"vm.{kind}", vm, Conflict(f"VM {vm.name} is busy with {what}; wait for it to finish.", code="busy")
+        )
     _push_job(job)
+    audit_record(
+        action=f"vm.{kind}",
+        user=user,
+        ip=job.requested_from or FROM_REQUEST,
+        target=vm,
+        message=f"job {job.pk} queued" + (f" to {target_host.name}" if target_host else ""),
+        details={"job": job.pk, "params": params, **({"target_host": target_host.name} if target_host else {})},
+    )
     enqueue = task or _default_task(kind)
     transaction.on_commit(lambda: enqueue.apply_async(args=[job.pk], task_id=task_id))
     return job
@@ -159,6 +184,8 @@ def jobs_request_bulk(*, vms: list[VM], kind: str, params: dict | None = None, u
     for vm in vms:
         try:
             result.jobs.append(job_request(vm=vm, kind=kind, params=params, user=user, ip=ip))
+        except Forbidden as exc:
+            result.refused.append({"vm": str(vm.uuid), "name": vm.name, "error": exc.message, "code": exc.code})
         except ServiceError as exc:
             if (exc.field or "").startswith("params") or exc.field == "action":
                 raise  # the same for every VM: report it once
@@ -168,23 +195,29 @@ def jobs_request_bulk(*, vms: list[VM], kind: str, params: dict | None = None, u
 
 def job_cancel(*, job: Job, user=None) -> Job:
     """Cancel a queued job at once; ask a running one to stop where it can (waits, migrations)."""
+    access.require(user, access.CANCEL, job, what="job.cancel")
+    error: ServiceError | None = None
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         who = user.get_username() if user is not None and user.is_authenticated else "system"
         if job.status == JobStatus.QUEUED:
             job_transition(job, JobStatus.CANCELLED, message=f"cancelled by {who} before it started")
+            audit_record(action="job.cancel", user=user, target=job, message="cancelled before it started")
         elif job.status == JobStatus.RUNNING:
             if job.kind not in CANCELLABLE_WHILE_RUNNING:
-                raise ServiceError(f"A running {job.get_kind_display().lower()} cannot be stopped half-way.")
-            if not job.cancel_requested:
+                error = ServiceError(f"A running {job.get_kind_display().lower()} cannot be stopped half-way.")
+            elif not job.cancel_requested:
                 job.cancel_requested = True
                 job.save(update_fields=["cancel_requested"])
                 JobEvent.objects.create(
                     job=job, status=job.status, progress=job.progress, message=f"cancel requested by {who}"
                 )
                 _push_job(job)
+                audit_record(action="job.cancel", user=user, target=job, message="cancel requested while running")
         else:
-            raise ServiceError(f"Job {job.pk} has already {job.status}.")
+            error = ServiceError(f"Job {job.pk} has already {job.status}.")
+    if error is not None:
+        _refuse(user, "job.cancel", job, error)
     return job
 
 
@@ -228,6 +261,22 @@ def job_transition(
     job.save()
     JobEvent.objects.create(job=job, at=now, status=to, progress=job.progress, message=(error or message)[:500])
     _push_job(job)
+    if to in TERMINAL_STATUSES:
+        audit_record(
+            action="job.finished",
+            user=job.requested_by if job.requested_by_id else None,
+            username=job.requested_by_name,
+            ip=job.requested_from,
+            target=job,
+            outcome=job_outcome(to),
+            message=(error or job.message)[:500],
+            details={
+                "job": job.pk,
+                "kind": job.kind,
+                "status": to,
+                **({"error_code": error_code} if error_code else {}),
+            },
+        )
     return job
 
 

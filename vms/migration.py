@@ -49,12 +49,13 @@ class Target:
         return getattr(self.host, "running_count", 0)
 
 
-def migration_targets(*, vm: VM) -> list[Target]:
-    """Every other host, with whether it can take the VM at all and why not."""
+def migration_targets(*, vm: VM, user=None) -> list[Target]:
+    """Every other host (that ``user`` may see), with whether it can take the VM at all and why not."""
+    from dashboard import access
     from hosts.selectors import host_list
 
     targets = []
-    for host in host_list().exclude(pk=vm.host_id):
+    for host in access.visible_hosts(user, host_list()).exclude(pk=vm.host_id):
         reason = ""
         if host.state != HostState.CONNECTED:
             reason = f"{host.get_state_display().lower()}"
@@ -188,21 +189,29 @@ class PreflightFailed(ServiceError):
 def migration_request(
     *, vm: VM, target: Host, params: dict | None = None, user=None, ip: str | None = None, parent=None
 ) -> Job:
-    """Check the choice and create a migrate job (refused, with the failed checks, if any fails)."""
+    """Check the choice and create a migrate job (refused, with the failed checks, if any fails).
+
+    ``user`` must be allowed to migrate the VM and to see the target host; a child of a maintenance job
+    (``parent``) acts under the maintenance right its parent was checked for.
+    """
+    from dashboard import access
+    from dashboard.errors import Conflict
+
+    if parent is None:
+        access.require(user, access.MIGRATE, vm, what="vm.migrate")
+        access.require(user, access.VIEW, target, what="vm.migrate")
     if vm.is_gone:
-        raise ServiceError(f"{vm.name} no longer exists on any host.")
+        jobs._refuse(user, "vm.migrate", vm, ServiceError(f"{vm.name} no longer exists on any host."))
     busy = Job.objects.active().filter(vm_uuid=vm.uuid).first()
     if busy is not None:
-        from dashboard.errors import Conflict
-
-        raise Conflict(
+        jobs._refuse(user, "vm.migrate", vm, Conflict(
             f"VM {vm.name} is busy with {busy.get_kind_display().lower()} (job {busy.pk}); wait for it to finish.",
             code="busy",
-        )
+        ))  # fmt: skip
     options = migration_options(vm=vm, params=params)
     checks = migration_preflight(vm=vm, target=target, options=options)
     if failed_checks(checks):
-        raise PreflightFailed(checks)
+        jobs._refuse(user, "vm.migrate", vm, PreflightFailed(checks))
     from .tasks import migration_run
 
     job = jobs._create_job(
@@ -214,14 +223,21 @@ def migration_request(
     return job
 
 
-def migration_postcopy(*, job: Job) -> Job:
+def migration_postcopy(*, job: Job, user=None) -> Job:
     """Ask a running migration to switch to post-copy (it must have been started with post-copy allowed)."""
+    from audit.services import audit_record
+    from dashboard import access
+
+    access.require(user, access.MIGRATE, job, what="job.postcopy")
     if job.kind != JobKind.MIGRATE or job.status != JobStatus.RUNNING:
-        raise ServiceError("Only a running migration can switch to post-copy.")
+        jobs._refuse(user, "job.postcopy", job, ServiceError("Only a running migration can switch to post-copy."))
     if not job.params.get("postcopy"):
-        raise ServiceError("This migration was started without post-copy; it cannot switch now.")
+        jobs._refuse(user, "job.postcopy", job, ServiceError(
+            "This migration was started without post-copy; it cannot switch now."
+        ))  # fmt: skip
     Job.objects.filter(pk=job.pk).update(postcopy_requested=True)
     job.postcopy_requested = True
+    audit_record(action="job.postcopy", user=user, target=job, message="switch to post-copy requested")
     return job
 
 
@@ -352,7 +368,14 @@ def _report(job: Job, p: MigrationProgress) -> None:
 
     push_now(
         [vm_group(job.vm_uuid), job_group(job.pk), JOBS_GROUP],
-        {"type": "migration.progress", "job_id": job.pk, "vm_uuid": str(job.vm_uuid), "progress": asdict(p)},
+        {
+            "type": "migration.progress",
+            "job_id": job.pk,
+            "vm_uuid": str(job.vm_uuid),
+            "host": job.host_id,
+            "target_host": job.target_host_id,
+            "progress": asdict(p),
+        },
     )
 
 

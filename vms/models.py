@@ -66,6 +66,12 @@ class VM(models.Model):
     class Meta:
         verbose_name = "VM"
         ordering = ["name"]
+        # Given fleet-wide through a role (accounts/roles.py) or on one VM (django-guardian).
+        permissions = [
+            ("operate_vm", "Start, stop and otherwise operate the VM"),
+            ("console_vm", "Open the VM's console"),
+            ("migrate_vm", "Migrate the VM"),
+        ]
         # One index per sortable column of the fleet table (present VMs first), so the first page
         # of 10,000 VMs never sorts the whole table.
         indexes = [

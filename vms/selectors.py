@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet
 
 from dashboard.errors import NotFound
+from dashboard.params import parse_id
 
 from .models import VM, VMState
 
@@ -39,7 +40,7 @@ class VMFilter:
         state = params.get("state") or ""
         return cls(
             q=(params.get("q") or "").strip()[:200],
-            host_id=int(host) if str(host).isdigit() else None,
+            host_id=parse_id(host),
             state=state if state in VMState.values else "",
             include_gone=str(params.get("gone") or "").lower() in ("1", "true", "yes", "on"),
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet
 
 from dashboard.errors import NotFound
+from dashboard.params import parse_id
 
 from .models import Job, JobKind, JobStatus
 
@@ -34,7 +35,7 @@ class JobFilter:
         return cls(
             status=status if status in JobStatus.values or status == "active" else "",
             kind=kind if kind in JobKind.values else "",
-            host_id=int(host) if host.isdigit() else None,
+            host_id=parse_id(host),
             vm_uuid=vm,
             q=(params.get("q") or "").strip()[:200],
         )
@@ -62,10 +63,13 @@ def job_list(*, filters: JobFilter = JobFilter()) -> QuerySet[Job]:
 
 
 def job_get(*, job_id) -> Job:
+    pk = parse_id(job_id)
     try:
-        return Job.objects.select_related("host", "target_host", "vm").get(pk=int(job_id))
-    except (Job.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"There is no job with id {job_id}.") from None
+        if pk is None:
+            raise Job.DoesNotExist
+        return Job.objects.select_related("host", "target_host", "vm").get(pk=pk)
+    except Job.DoesNotExist:
+        raise NotFound(f"There is no job with id {str(job_id)[:40]}.") from None
 
 
 def vm_active_job(*, vm_uuid) -> Job | None:

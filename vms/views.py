@@ -11,8 +11,12 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import XmlLexer
 
-from dashboard.errors import NotFound, ServiceError
+from dashboard import access
+from dashboard.errors import Forbidden, NotFound, ServiceError
+from dashboard.middleware import login_required_json
+from dashboard.net import client_ip
 from dashboard.pagination import paginate, query_without
+from dashboard.params import parse_id
 from hosts.selectors import host_list
 
 from . import actions, jobs
@@ -21,21 +25,33 @@ from .selectors import vm_get
 from .selectors_jobs import JobFilter, job_get, job_list, vm_active_job
 
 
-def _vm_or_404(uuid):
+def _vm_or_404(request, uuid, action: str = access.VIEW, what: str = ""):
+    """The VM, if it exists (else 404) and the user may do ``action`` to it (else 403)."""
     try:
-        return vm_get(uuid=uuid)
+        vm = vm_get(uuid=uuid)
     except NotFound as exc:
         raise Http404(exc.message) from None
+    access.require(request.user, action, vm, what=what or f"vm.{action}")
+    return vm
+
+
+def _job_or_404(request, job_id, action: str = access.VIEW, what: str = ""):
+    try:
+        job = job_get(job_id=job_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    access.require(request.user, action, job, what=what or f"job.{action}")
+    return job
 
 
 def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR")
+    return client_ip(request)
 
 
 @login_required
 @require_GET
 def vm_detail(request, uuid):
-    vm = _vm_or_404(uuid)
+    vm = _vm_or_404(request, uuid)
     context = {
         "vm": vm,
         "actions": actions.available(vm),
@@ -72,11 +88,13 @@ def _back(request, default):
 @login_required
 @require_POST
 def vm_action(request, uuid, kind):
-    vm = _vm_or_404(uuid)
+    vm = _vm_or_404(request, uuid, access.OPERATE, f"vm.{kind}"[:64])
     try:
         job = jobs.job_request(
             vm=vm, kind=kind, params=_params_from_form(kind, request.POST), user=request.user, ip=_client_ip(request)
         )
+    except Forbidden:
+        raise
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -87,7 +105,7 @@ def vm_action(request, uuid, kind):
 @login_required
 def vm_delete(request, uuid):
     """The delete confirmation page (options: remove storage, force off first)."""
-    vm = _vm_or_404(uuid)
+    vm = _vm_or_404(request, uuid, access.OPERATE, "vm.delete")
     if request.method == "POST":
         return vm_action(request, uuid, JobKind.DELETE)
     return render(
@@ -99,8 +117,10 @@ def vm_delete(request, uuid):
 @require_POST
 def vm_bulk_action(request):
     kind = request.POST.get("action", "")
-    uuids = request.POST.getlist("vms")
-    vms = list(VM.objects.select_related("host").filter(uuid__in=[u for u in uuids if _is_uuid(u)])[:1000])
+    uuids = request.POST.getlist("vms")[:1000]
+    chosen = VM.objects.select_related("host").filter(uuid__in=[u for u in uuids if _is_uuid(u)])
+    # VMs this user may not see are left out as if they did not exist (their names stay hidden).
+    vms = list(access.visible_vms(request.user, chosen)[:1000])
     if not vms:
         messages.error(request, "Select at least one VM first.")
         return _back(request, "/")
@@ -136,13 +156,13 @@ def _is_uuid(value: str) -> bool:
 @require_GET
 def job_list_view(request):
     filters = JobFilter.from_params(request.GET)
-    page = paginate(job_list(filters=filters).select_related(None), request)
+    page = paginate(access.visible_jobs(request.user, job_list(filters=filters).select_related(None)), request)
     context = {
         "page": page,
         "filters": filters,
         "statuses": [("active", "Active"), *JobStatus.choices],
         "kinds": JobKind.choices,
-        "hosts": host_list(),
+        "hosts": access.visible_hosts(request.user, host_list()),
         "base_query": query_without(request, "page", "fragment"),
     }
     if request.GET.get("fragment") == "jobs":
@@ -153,21 +173,19 @@ def job_list_view(request):
 @login_required
 @require_GET
 def job_detail(request, job_id):
-    try:
-        job = job_get(job_id=job_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-    children = job.children.select_related("target_host")
+    job = _job_or_404(request, job_id)
+    children = access.visible_jobs(request.user, job.children.select_related("target_host"))
     return render(request, "jobs/detail.html", {"job": job, "events": job.events.all(), "children": children})
 
 
 @login_required
 @require_POST
 def job_cancel(request, job_id):
+    job = _job_or_404(request, job_id, access.CANCEL, "job.cancel")
     try:
-        job = jobs.job_cancel(job=job_get(job_id=job_id), user=request.user)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+        job = jobs.job_cancel(job=job, user=request.user)
+    except Forbidden:
+        raise
     except ServiceError as exc:
         messages.error(request, exc.message)
         return _back(request, f"/jobs/{job_id}/")
@@ -193,10 +211,14 @@ def _migration_params(post) -> dict:
     return params
 
 
-def _target_or_none(value):
+def _target_or_none(request, value):
+    """The chosen target host, if it exists and the user may see it."""
     from hosts.models import Host
 
-    return Host.objects.filter(pk=int(value)).first() if str(value or "").isdigit() else None
+    pk = parse_id(value)
+    if pk is None:
+        return None
+    return access.visible_hosts(request.user, Host.objects.filter(pk=pk)).first()
 
 
 @login_required
@@ -204,10 +226,15 @@ def vm_migrate(request, uuid):
     """The migrate dialog: targets with what matters for the choice, options, pre-flight results."""
     from .migration import PreflightFailed, migration_request, migration_targets
 
-    vm = _vm_or_404(uuid)
-    context = {"vm": vm, "targets": migration_targets(vm=vm), "checks": None, "values": request.POST or {}}
+    vm = _vm_or_404(request, uuid, access.MIGRATE, "vm.migrate")
+    context = {
+        "vm": vm,
+        "targets": migration_targets(vm=vm, user=request.user),
+        "checks": None,
+        "values": request.POST or {},
+    }
     if request.method == "POST":
-        target = _target_or_none(request.POST.get("target"))
+        target = _target_or_none(request, request.POST.get("target"))
         if target is None:
             messages.error(request, "Choose a target host.")
         else:
@@ -224,6 +251,8 @@ def vm_migrate(request, uuid):
                 messages.error(
                     request, f"{vm.name} cannot migrate to {target.name}: the failed checks are marked below."
                 )
+            except Forbidden:
+                raise
             except ServiceError as exc:
                 messages.error(request, exc.message)
             else:
@@ -232,7 +261,7 @@ def vm_migrate(request, uuid):
     return render(request, "vms/migrate.html", context)
 
 
-@login_required
+@login_required_json
 @require_POST
 def vm_migrate_check(request, uuid):
     """Pre-flight checks for one target and set of options, as JSON (the dialog calls it live)."""
@@ -240,8 +269,11 @@ def vm_migrate_check(request, uuid):
 
     from .migration import migration_options, migration_preflight
 
-    vm = _vm_or_404(uuid)
-    target = _target_or_none(request.POST.get("target"))
+    try:
+        vm = _vm_or_404(request, uuid, access.MIGRATE, "vm.migrate")
+    except Forbidden as exc:
+        return JsonResponse({"ok": False, "error": exc.message, "code": exc.code}, status=403)
+    target = _target_or_none(request, request.POST.get("target"))
     if target is None:
         return JsonResponse({"ok": False, "error": "Choose a target host."}, status=400)
     try:
@@ -262,10 +294,11 @@ def vm_migrate_check(request, uuid):
 def job_postcopy(request, job_id):
     from .migration import migration_postcopy
 
+    job = _job_or_404(request, job_id, access.MIGRATE, "job.postcopy")
     try:
-        migration_postcopy(job=job_get(job_id=job_id))
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+        migration_postcopy(job=job, user=request.user)
+    except Forbidden:
+        raise
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

@@ -10,7 +10,7 @@ function applyRow(job) {
   const row = document.querySelector(`tr[data-job-id="${job.id}"]`);
   if (!row) return false;
   row.querySelector('[data-field="status"]').innerHTML = jobBadge(job.status, job.status_label);
-  const bar = job.status === "running" ? `<div class="progress" style="width:160px"><span style="width: ${job.progress}%"></span></div>` : "";
+  const bar = job.status === "running" ? `<progress class="progress progress-inline" max="100" value="${job.progress}">${job.progress} %</progress>` : "";
   const text = job.error ? `<span class="error-text">${escapeHtml(job.error)}</span>` : escapeHtml(job.message);
   row.querySelector('[data-field="outcome"]').innerHTML = bar + text;
   if (job.started_at && job.finished_at) {
@@ -24,7 +24,7 @@ function applyHead(job) {
   if (!headEl || String(job.id) !== headEl.dataset.jobId) return;
   const previous = headEl.dataset.status;
   headEl.querySelector('[data-field="status"]').innerHTML = jobBadge(job.status, job.status_label);
-  document.querySelector('[data-field="progress"]').style.width = `${job.progress}%`;
+  document.querySelector('[data-field="progress"]').value = job.progress;
   document.querySelector('[data-field="message"]').textContent = job.message;
   if (previous && previous !== job.status) {
     const li = document.createElement("li");

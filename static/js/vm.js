@@ -29,9 +29,8 @@ document.addEventListener("vf:event", (ev) => {
     const job = event.job;
     const active = document.querySelector(`.job-active[data-job-id="${job.id}"]`);
     if (active && (job.status === "running" || job.status === "queued")) {
-      active.querySelector('[data-field="progress"]').style.width = `${job.progress}%`;
+      active.querySelector('[data-field="progress"]').value = job.progress;
       active.querySelector('[data-field="message"]').textContent = job.message;
-      active.querySelector(".progress").setAttribute("aria-valuenow", String(job.progress));
     } else {
       refreshSoon();
     }
@@ -61,5 +60,5 @@ document.addEventListener("vf:event", (ev) => {
   set("downtime", p.expected_downtime_ms ? `${p.expected_downtime_ms} ms` : "—");
   set("elapsed", `${(p.elapsed_ms / 1000).toFixed(1)} s`);
   const bar = document.querySelector(`.job-active[data-job-id="${event.job_id}"] [data-field="progress"]`);
-  if (bar) bar.style.width = `${p.percent}%`;
+  if (bar) bar.value = p.percent;
 });

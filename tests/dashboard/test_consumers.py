@@ -28,7 +28,11 @@ async def connect(user):
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="op", password="pw-op-12345")
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(username="op", password="pw-op-12345")
+    user.groups.add(Group.objects.get(name="viewer"))
+    return user
 
 
 async def test_anonymous_sockets_are_closed_with_4401():

@@ -150,7 +150,14 @@ def test_the_environment_file_example_is_a_working_production_configuration(tmp_
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
             example[key] = value
-    for key in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS"):
+    for key in (
+        "SECRET_KEY",
+        "VIRTFLEET_SECRETS_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ALLOWED_HOSTS",
+        "CSRF_TRUSTED_ORIGINS",
+    ):
         assert example.get(key), f"{ENV_EXAMPLE.name} must set {key}"
     assert example["VIRTFLEET_BEHIND_PROXY"] == "1" and example["DEBUG"] == "0"
     # Django's own deployment check, in a clean environment holding only the example (no

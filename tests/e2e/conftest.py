@@ -111,9 +111,15 @@ def e2e_user(transactional_db, django_user_model):
     return django_user_model.objects.create_superuser(username="operator", password="e2e-Password-1")
 
 
+# Tests probe pages with page.wait_for_function / evaluate, which Playwright runs as strings in the
+# page: the Content-Security-Policy (script-src 'self', no eval) would refuse them. Functional tests
+# bypass it; tests/e2e/test_security.py checks every page under the real policy.
+BYPASS_CSP = {"bypass_csp": True}
+
+
 @pytest.fixture
 def page(browser, stack, e2e_user):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, **BYPASS_CSP)
     p = context.new_page()
     p.set_default_timeout(15000)
     p.goto(stack.url + "/login/")

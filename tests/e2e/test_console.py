@@ -15,7 +15,7 @@ import pytest
 from defusedxml.ElementTree import fromstring as parse_xml
 
 import lab
-from tests.e2e.conftest import screenshot, wait_for
+from tests.e2e.conftest import BYPASS_CSP, screenshot, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -149,8 +149,11 @@ def test_another_users_ticket_is_refused(browser, page, console_stack, lab_state
     ticket = console_ticket_issue(user=operator, vm=VM.objects.get(uuid=uuid), http_host="127.0.0.1")
     url = f"ws://127.0.0.1:{console_stack.console_port}/?token={ticket.token}"
 
-    django_user_model.objects.create_user(username="mallory", password="e2e-Password-2")
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    from django.contrib.auth.models import Group
+
+    mallory = django_user_model.objects.create_user(username="mallory", password="e2e-Password-2")
+    mallory.groups.add(Group.objects.get(name="operator"))  # may open consoles, just not with this ticket
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, **BYPASS_CSP)
     other = context.new_page()
     other.goto(console_stack.url + "/login/")
     other.fill("#id_username", "mallory")
@@ -371,7 +374,7 @@ def proxied_stack(console_stack, tmp_path_factory):
 
 def test_console_behind_a_tls_reverse_proxy_on_the_same_origin(browser, proxied_stack, lab_state, lab_hosts, e2e_user):
     uuid = running_guest(lab_state.real_hosts[0])
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, ignore_https_errors=True)
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, ignore_https_errors=True, **BYPASS_CSP)
     page = context.new_page()
     page.set_default_timeout(15000)
     page.goto(proxied_stack + "/login/")

@@ -15,6 +15,7 @@ number on the session's Redis, so the session's worker never takes their jobs (a
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -234,6 +235,7 @@ def fleet(lab_state, tmp_path_factory):
                 "DATABASE_URL": pg.url,
                 "REDIS_URL": redis_url,
                 "SECRET_KEY": secrets.token_urlsafe(50),
+                "VIRTFLEET_SECRETS_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
                 "DEBUG": "0",
                 "ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "CSRF_TRUSTED_ORIGINS": f"https://127.0.0.1:{ports['nginx']}",

@@ -38,13 +38,13 @@ def console_host(add_host):
 
 
 @pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+def alice(make_user):
+    return make_user("alice", "operator")
 
 
 @pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user(username="bob", password="pw-bob-123")
+def bob(make_user):
+    return make_user("bob", "operator")
 
 
 def vm(uuid):
@@ -315,3 +315,76 @@ def test_session_is_recorded_when_opened_and_closed(console_host, alice):
     assert not session.is_open and session.bytes_in == 1234
     assert list(console_sessions(vm_uuid=LOOPBACK)) == [session]
     assert ConsoleSession.objects.count() == 1
+
+
+# --- who may open a console ------------------------------------------------------------------------------------
+def test_a_viewer_gets_no_ticket_and_the_refusal_is_recorded(console_host, make_user):
+    from audit.models import AuditEvent
+
+    viewer = make_user("vic", "viewer")
+    with pytest.raises(Forbidden) as err:
+        console_ticket_issue(user=viewer, vm=vm(LOOPBACK))
+    assert "open the console of VM vnc-loopback" in err.value.message
+    event = AuditEvent.objects.get(action="console.ticket")
+    assert (event.outcome, event.username, event.vm_name) == ("refused", "vic", "vnc-loopback")
+
+
+def test_a_user_with_one_vms_console_gets_tickets_for_that_vm_only(console_host, make_user):
+    from guardian.shortcuts import assign_perm
+
+    vera = make_user("vera")
+    assign_perm("vms.console_vm", vera, vm(LOOPBACK))
+    assert console_ticket_issue(user=vera, vm=vm(LOOPBACK)).token
+    with pytest.raises(Forbidden) as err:
+        console_ticket_issue(user=vera, vm=vm(ANY_PASSWORD))
+    assert err.value.message == "You may not see this VM: ask an administrator for access to it or its host."
+
+
+def test_a_ticket_is_refused_when_its_owner_lost_the_right_before_using_it(console_host, make_user):
+    from guardian.shortcuts import assign_perm, remove_perm
+
+    vera = make_user("vera")
+    assign_perm("hosts.console_vms", vera, console_host)
+    ticket = console_ticket_issue(user=vera, vm=vm(LOOPBACK))
+    remove_perm("hosts.console_vms", vera, console_host)
+    from dashboard import access
+
+    access.forget(vera)
+    with pytest.raises(TicketRefused) as err:
+        console_connect_authorize(token=ticket.token, user=vera)
+    assert (err.value.reason, err.value.refusal.code) == ("forbidden", 4403)
+
+
+def test_console_sessions_are_in_the_audit_log_with_how_they_ended(console_host, alice, on_commit):
+    from audit.models import AuditEvent
+
+    data = console_connect_authorize(token=console_ticket_issue(user=alice, vm=vm(LOOPBACK)).token, user=alice)
+    with on_commit():  # the proxy runs in autocommit: each record is written at once
+        session = console_session_open(ticket=data, user=alice, client_address="192.0.2.9")
+        console_session_close(session=session, reason="closed by the browser (code 1000)", bytes_in=10, bytes_out=2)
+    opened, closed = AuditEvent.objects.filter(action__startswith="console.").order_by("pk")
+    assert (opened.action, opened.username, opened.ip, opened.vm_name, opened.host_name) == (
+        "console.open", "alice", "192.0.2.9", "vnc-loopback", "console-host",
+    )  # fmt: skip
+    assert (closed.action, closed.outcome, closed.ip) == ("console.close", "ok", "192.0.2.9")
+    assert "closed by the browser" in closed.message and closed.details["bytes_in"] == 10
+    assert "seconds" in closed.details
+
+
+def test_refused_console_connections_are_in_the_audit_log(console_host, alice, bob):
+    from audit.models import AuditEvent
+    from vms.console import console_refused
+
+    ticket = console_ticket_issue(user=alice, vm=vm(LOOPBACK))
+    with pytest.raises(TicketRefused) as err:
+        console_connect_authorize(token=ticket.token, user=bob)
+    console_refused(reason=err.value.reason, message=err.value.message, user=bob, token_owner=err.value.owner,
+                    vm_uuid=err.value.vm_uuid, client_address="198.51.100.4")  # fmt: skip
+    event = AuditEvent.objects.get(action="console.open")
+    assert (event.outcome, event.username, event.ip, event.vm_name) == (
+        "refused",
+        "bob",
+        "198.51.100.4",
+        "vnc-loopback",
+    )
+    assert event.details == {"reason": "other_user", "ticket_owner": alice.pk}

@@ -97,7 +97,10 @@ def vnc(tmp_path):
 
 
 def signed_in(client, django_user_model, username):
+    from django.contrib.auth.models import Group
+
     user = django_user_model.objects.create_user(username=username, password=f"pw-{username}-123")
+    user.groups.add(Group.objects.get(name="operator"))
     client.force_login(user)
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
@@ -156,6 +159,12 @@ def test_browser_gets_the_screen_without_ever_seeing_the_password(proxy, vnc, cl
     log = proxy.log_path.read_text()
     assert "pw-1234" not in log
     assert url.split("token=")[1] not in log and "token=<redacted>" in log
+    from audit.models import AuditEvent
+
+    assert wait_for(lambda: AuditEvent.objects.filter(action="console.close").exists())
+    events = {e.action: e for e in AuditEvent.objects.filter(action__startswith="console.")}
+    assert (events["console.open"].username, events["console.open"].ip) == ("alice", "127.0.0.1")
+    assert events["console.close"].outcome == "ok" and events["console.close"].details["bytes_in"] > 0
 
 
 def test_second_use_of_a_ticket_is_refused_as_reused(proxy, vnc, client, django_user_model):
@@ -176,6 +185,23 @@ def test_another_users_ticket_is_refused(proxy, vnc, client, django_user_model):
     bob_key = signed_in(Client(), django_user_model, "bob")
     assert refusal_of(url, bob_key) == (4403, "ticket belongs to another user")
     assert refusal_of(url, alice_key) == (4409, "ticket already used")  # a leaked ticket is spent
+    from audit.models import AuditEvent
+
+    refused = {e.username: e for e in AuditEvent.objects.filter(action="console.open", outcome="refused")}
+    assert refused["bob"].vm_name == "proxied" and refused["bob"].details["reason"] == "other_user"
+    assert refused["alice"].details == {"reason": "reused"}
+
+
+def test_a_user_without_the_console_right_is_refused_by_the_proxy_too(proxy, vnc, client, django_user_model):
+    """A ticket from before an administrator took the right away does not open the console."""
+    from django.contrib.auth.models import Group
+
+    vnc.host_with()
+    key = signed_in(client, django_user_model, "alice")
+    url = ticket_url(client)
+    alice = django_user_model.objects.get(username="alice")
+    alice.groups.set([Group.objects.get(name="viewer")])
+    assert refusal_of(url, key) == (4403, "not permitted")
 
 
 def test_no_session_unknown_ticket_and_foreign_origin_are_refused(proxy, vnc, client, django_user_model):

@@ -71,5 +71,5 @@ def test_api_issues_tickets_and_lists_sessions(admin_client, console_host, admin
 
 
 def test_api_needs_a_signed_in_user(client, console_host):
-    assert client.post(f"/api/vms/{RUNNING}/console/").status_code == 403
-    assert client.get(f"/api/vms/{RUNNING}/console/sessions/").status_code == 403
+    assert client.post(f"/api/vms/{RUNNING}/console/").status_code == 401
+    assert client.get(f"/api/vms/{RUNNING}/console/sessions/").status_code == 401
