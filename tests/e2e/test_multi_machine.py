@@ -35,7 +35,7 @@ import requests
 from django.conf import settings
 
 from tests.bootstrap import ROOT, free_port
-from tests.e2e.conftest import domstate, reset_guests, screenshot, virsh
+from tests.e2e.conftest import BYPASS_CSP, domstate, reset_guests, screenshot, virsh
 from tests.e2e.postgres import PostgresCluster, PostgresMissing
 from tests.e2e.stack import Stack, port_open, wait_for
 
@@ -342,7 +342,7 @@ def _watched(fleet: Fleet) -> None:
 # --- the browser, signed in on web #2 -------------------------------------------------------------------
 @pytest.fixture
 def web2(browser, fleet):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, **BYPASS_CSP)
     base = fleet.web_urls["web-2"]
     page = context.new_page()
     page.set_default_timeout(15000)
@@ -486,7 +486,7 @@ def test_the_guides_nginx_configuration_spreads_requests_and_carries_the_live_so
     assert {name: served(name, "/static/js/live.js") for name in WEBS} == before
 
     # A browser signs in over TLS (CSRF trusts the site's origin) and gets live events through nginx.
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, ignore_https_errors=True)
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, ignore_https_errors=True, **BYPASS_CSP)
     try:
         page = context.new_page()
         page.set_default_timeout(15000)
