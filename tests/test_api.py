@@ -26,6 +26,10 @@ def test_api_vm_detail_has_xml(admin_client, host_a):
     uuid = "11111111-1111-4111-8111-111111111101"
     data = admin_client.get(f"/api/vms/{uuid}/").json()
     assert data["name"] == "web-1" and "<domain" in data["xml"]
+    # browsers never learn VNC endpoints: not as fields, not inside the XML
+    assert data["graphics_type"] == "vnc" and data["graphics_reach"] == "its host's loopback only"
+    assert not {"graphics_port", "graphics_listen", "graphics_socket"} & set(data)
+    assert "5901" not in data["xml"] and ("port='hidden'" in data["xml"] or 'port="hidden"' in data["xml"])
 
 
 @pytest.mark.django_db

@@ -195,6 +195,21 @@ def strip_secrets(xml: str) -> str:
     return _PASSWD.sub("", xml)
 
 
+_GRAPHICS_ELEMENT = re.compile(r"<graphics\b.*?(?:</graphics>|/>)", re.S)
+_GRAPHICS_ENDPOINT = re.compile(r"""(\s(?:port|tlsPort|websocket|listen|address|socket)=)(["']).*?\2""")
+
+
+def redact_graphics_endpoint(xml: str) -> str:
+    """The domain XML with its graphics devices' ports, listen addresses and sockets replaced by
+    "hidden": what browsers are shown. Consoles go through the console proxy, which reads the
+    endpoint itself, so no page or API answer needs it."""
+
+    def _hide(match: re.Match) -> str:
+        return _GRAPHICS_ENDPOINT.sub(lambda m: f"{m.group(1)}{m.group(2)}hidden{m.group(2)}", match.group(0))
+
+    return _GRAPHICS_ELEMENT.sub(_hide, xml)
+
+
 def domain_info_from_xml(
     xml: str, *, state: int, reason: int, persistent: bool, autostart: bool, managed_save: bool
 ) -> DomainInfo:

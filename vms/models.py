@@ -91,6 +91,27 @@ class VM(models.Model):
         return self.gone_at is not None
 
     @property
+    def graphics_reach(self) -> str:
+        """Where the VM's display listens, in words and without its port (browsers never get it)."""
+        if not self.graphics_type:
+            return ""
+        if self.graphics_socket:
+            return "a unix socket on its host"
+        listen = self.graphics_listen
+        if listen in ("", "0.0.0.0", "::", "[::]"):  # noqa: S104 (describing, not binding)
+            return "all of its host's addresses"
+        if listen.startswith("127.") or listen in ("::1", "localhost"):
+            return "its host's loopback only"
+        return f"{listen} on its host"
+
+    @property
+    def public_xml(self) -> str:
+        """The domain XML as pages and the API show it: no graphics port, listen address or socket."""
+        from virt.domains import redact_graphics_endpoint
+
+        return redact_graphics_endpoint(self.xml)
+
+    @property
     def memory_mib(self) -> int:
         return self.memory_kib // 1024
 

@@ -23,13 +23,14 @@ class VMSerializer(serializers.ModelSerializer):
 
 
 class VMDetailSerializer(VMSerializer):
-    """One VM with its full domain XML and graphics facts."""
+    """One VM with its domain XML and graphics facts. The graphics endpoint (port, listen address,
+    socket) is left out, in the XML too: consoles go through tickets and the console proxy."""
+
+    graphics_reach = serializers.CharField(read_only=True)
+    xml = serializers.CharField(source="public_xml", read_only=True)
 
     class Meta(VMSerializer.Meta):
-        fields = [
-            *VMSerializer.Meta.fields,
-            "graphics_listen", "graphics_port", "graphics_socket", "graphics_password", "xml",
-        ]  # fmt: skip
+        fields = [*VMSerializer.Meta.fields, "graphics_password", "graphics_reach", "xml"]
         read_only_fields = fields
 
 

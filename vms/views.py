@@ -63,7 +63,9 @@ def vm_detail(request, uuid):
         return render(request, "vms/_actions.html", context)
     if fragment == "jobs":
         return render(request, "jobs/_job_panel.html", context)
-    context["xml_html"] = mark_safe(highlight(vm.xml, XmlLexer(), HtmlFormatter(cssclass="xml"))) if vm.xml else ""  # noqa: S308 (pygments escapes)
+    context["xml_html"] = (
+        mark_safe(highlight(vm.public_xml, XmlLexer(), HtmlFormatter(cssclass="xml"))) if vm.xml else ""
+    )  # noqa: S308 (pygments escapes)
     return render(request, "vms/detail.html", context)
 
 

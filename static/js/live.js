@@ -103,6 +103,17 @@ function vmStateBadge(vm) {
   return vm.gone ? badge("gone", "gone") : badge(vm.state, vm.state_label);
 }
 
+const CONSOLE_STATES = new Set(["running", "paused", "shutting_down", "crashed"]);
+
+function consoleCell(row, vm) {
+  // The server decides who may open consoles (data-console); here only the VM's own state.
+  const type = escapeHtml((vm.graphics_type || "—").toUpperCase());
+  if (row.dataset.console && !vm.gone && vm.graphics_type === "vnc" && CONSOLE_STATES.has(vm.state)) {
+    return `<a href="/vms/${vm.uuid}/console/" title="Open the VM's screen in this browser">${type}</a>`;
+  }
+  return `<span>${type}</span>`;
+}
+
 function applyVM(vm) {
   const rows = document.querySelectorAll(`tr[data-uuid="${vm.uuid}"]`);
   rows.forEach((row) => {
@@ -115,10 +126,16 @@ function applyVM(vm) {
       return;
     }
     setField(row, "state", vmStateBadge(vm));
-    setField(row, "host", `<a href="/hosts/${vm.host}/">${escapeHtml(vm.host_name)}</a>`);
+    row.querySelectorAll('[data-field="host"]').forEach((cell) => {
+      // a link only for users who may see the host (the server marks the cell)
+      const html = cell.dataset.link
+        ? `<a href="/hosts/${vm.host}/">${escapeHtml(vm.host_name)}</a>`
+        : escapeHtml(vm.host_name);
+      if (cell.innerHTML !== html) cell.innerHTML = html;
+    });
     setField(row, "vcpus", String(vm.vcpus));
     setField(row, "memory", kib(vm.memory_kib));
-    setField(row, "graphics", escapeHtml((vm.graphics_type || "—").toUpperCase()));
+    setField(row, "graphics", consoleCell(row, vm));
     setField(row, "state_changed", `<time datetime="${vm.state_changed}">${timeAgo(vm.state_changed)}</time>`);
     row.classList.toggle("gone", vm.gone);
     row.classList.remove("flash");

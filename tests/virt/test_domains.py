@@ -2,7 +2,7 @@ import libvirt
 import pytest
 
 from virt import PowerState, power_state
-from virt.domains import domain_info_from_xml, strip_secrets, version_string
+from virt.domains import domain_info_from_xml, redact_graphics_endpoint, strip_secrets, version_string
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,20 @@ def test_version_string():
     assert version_string(9000000) == "9.0.0"
     assert version_string(7002001) == "7.2.1"
     assert version_string(0) == ""
+
+
+def test_redact_graphics_endpoint_hides_ports_addresses_and_sockets_only_in_graphics():
+    xml = """<domain><name>web</name><devices>
+      <interface type='network'><source network='default' address='10.0.0.5'/></interface>
+      <graphics type='vnc' port='5911' autoport='no' websocket='5700' listen='192.0.2.7'>
+        <listen type='address' address='192.0.2.7'/>
+      </graphics>
+      <graphics type="spice" tlsPort="5912" port="5913"/>
+      <graphics type='vnc' socket='/run/libvirt/qemu/vnc.sock'><listen type='socket' socket='/run/x.sock'/></graphics>
+    </devices></domain>"""
+    out = redact_graphics_endpoint(xml)
+    for secret in ("5911", "5700", "192.0.2.7", "5912", "5913", "/run/libvirt/qemu/vnc.sock", "/run/x.sock"):
+        assert secret not in out
+    assert "port='hidden'" in out and 'tlsPort="hidden"' in out and "address='hidden'" in out
+    assert "autoport='no'" in out and "type='vnc'" in out and "<listen type='address'" in out
+    assert "address='10.0.0.5'" in out  # other devices untouched

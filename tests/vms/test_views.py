@@ -48,6 +48,45 @@ def test_vm_page_shows_facts_and_highlighted_xml(admin_client, host_a):
     assert 'class="xml"' in body and "web-1" in body
 
 
+def test_vm_page_never_shows_the_vnc_endpoint(admin_client, host_a):
+    vm = VM.objects.get(name="web-1")
+    assert vm.graphics_port == 5901
+    body = admin_client.get(f"/vms/{vm.uuid}/").content.decode()
+    assert "5901" not in body and "VNC on its host&#x27;s loopback only" in body
+
+
+def test_fleet_console_cell_links_only_for_users_who_may_open_it(client, host_a, make_user):
+    from hosts.models import Host
+
+    web = VM.objects.get(name="web-1")  # running, VNC
+    client.force_login(make_user("olga", "operator"))
+    body = client.get("/?fragment=vms").content.decode()
+    assert f'href="/vms/{web.uuid}/console/"' in body
+    assert 'data-console="1"' in body
+    # a shut-off VM gets no link, and says why
+    db1 = VM.objects.get(name="db-1")
+    assert f'href="/vms/{db1.uuid}/console/"' not in body and "No console: the VM is shut off" in body
+    # nor does a VM whose host is unreachable
+    Host.objects.filter(pk=host_a.pk).update(state="unreachable")
+    assert "/console/" not in client.get("/?fragment=vms").content.decode()
+    Host.objects.filter(pk=host_a.pk).update(state="connected")
+    client.force_login(make_user("vic", "viewer"))
+    body = client.get("/?fragment=vms").content.decode()
+    assert "/console/" not in body and "data-console" not in body
+
+
+def test_vm_scoped_user_sees_the_host_name_without_a_link(client, host_a, make_user):
+    from guardian.shortcuts import assign_perm
+
+    web = VM.objects.get(name="web-1")
+    user = make_user("vera")
+    assign_perm("vms.view_vm", user, web)
+    client.force_login(user)
+    for url in (f"/vms/{web.uuid}/", "/?fragment=vms"):
+        body = client.get(url).content.decode()
+        assert "host-a" in body and f'href="/hosts/{host_a.pk}/"' not in body
+
+
 def test_unknown_vm_is_a_404(admin_client, db):
     assert admin_client.get("/vms/99999999-9999-4999-8999-999999999999/").status_code == 404
 

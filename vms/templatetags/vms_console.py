@@ -10,3 +10,9 @@ register = template.Library()
 @register.inclusion_tag("vms/_console_button.html")
 def console_button(vm):
     return {"vm": vm, "refusal": console_refusal(vm)}
+
+
+@register.simple_tag
+def console_unavailable(vm) -> str:
+    """``{% console_unavailable vm as why %}``: why the fleet table offers no console link ("" = it does)."""
+    return console_refusal(vm)
