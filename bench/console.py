@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script (bench/run_all.py does): lab, dashboard from the checkout
 RESULTS = ROOT / "bench" / "results" / "console.json"
 WORK = ROOT / "var" / "bench-console"
 CHROMIUM = "/usr/bin/chromium"
