@@ -231,6 +231,7 @@ CELERY_TASK_ROUTES = {
     "hosts.tasks.*": {"queue": "inventory"},
     "vms.tasks.migration_*": {"queue": "migration"},
     "vms.tasks.*": {"queue": "lifecycle"},
+    "dashboard.tasks.*": {"queue": "inventory"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -400,6 +401,9 @@ VIRTFLEET = {
     "CONSOLE_TICKET_TTL": min(30, env_int("VIRTFLEET_CONSOLE_TICKET_TTL", 30)),
     "CONSOLE_PORT": env_int("VIRTFLEET_CONSOLE_PORT", 6080),
     "CONSOLE_URL": os.environ.get("VIRTFLEET_CONSOLE_URL", ""),
+    # history retention in days (0 = keep for ever): finished jobs; audit events + console sessions
+    "JOB_RETENTION_DAYS": max(0, env_int("VIRTFLEET_JOB_RETENTION_DAYS", 0)),
+    "AUDIT_RETENTION_DAYS": max(0, env_int("VIRTFLEET_AUDIT_RETENTION_DAYS", 0)),
 }
 
 LOGGING = {

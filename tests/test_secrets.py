@@ -143,3 +143,19 @@ def test_local_mode_makes_a_key_once_and_keeps_it(tmp_path):
     key = (tmp_path / "secrets_key").read_text()
     assert settings_in(env).returncode == 0 and (tmp_path / "secrets_key").read_text() == key
     assert oct((tmp_path / "secrets_key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_manage_py_names_a_missing_setting_without_a_traceback(tmp_path):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTFLEET_", "DEBUG", "SECRET_KEY"))}
+    for env, missing in (({}, "SECRET_KEY is not set"), ({"SECRET_KEY": "x" * 50}, "VIRTFLEET_SECRETS_KEY is not set")):
+        result = subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            cwd=ROOT,
+            env={**base, **env, "VIRTFLEET_VAR_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith(f"Virtfleet is not configured: {missing}"), result.stderr
+        assert "Traceback" not in result.stderr
