@@ -123,9 +123,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
     lab_dir = WORK / "lab"
     state = None
-    import lab
 
     try:
+        import lab
+
         wait_port(redis_port, redis, "redis-server")
         import django
 
@@ -167,7 +168,7 @@ def main() -> None:
     finally:
         procs.stop_all()
         if state is not None:
-            lab.down(lab_dir)
+            lab.down(lab_dir)  # state is only set once lab was imported
         shutil.rmtree(var, ignore_errors=True)
     report(samples)
 
