@@ -423,7 +423,21 @@ def ensure_ssh_keys(base_dir: Path, names: list[str]) -> tuple[Path, Path]:
         hostkey = ssh_dir / "hostkeys" / f"{name}_ed25519"
         if not hostkey.exists():
             _keygen(hostkey, f"virtfleet-lab-{name}")
+    # The ssh that libvirt runs for the lab's qemu+ssh URIs (their command= parameter): with
+    # no_verify=1 ssh would still record the lab's host keys in ~/.ssh/known_hosts; this keeps them
+    # in the lab's own directory instead, which nothing outside the lab reads.
+    command = ssh_command(key)
+    command.write_text(
+        "#!/bin/sh\n"
+        "# ssh for the Virtfleet lab's qemu+ssh URIs: host keys go to the lab's known_hosts, not ~/.ssh\n"
+        f'exec ssh -o UserKnownHostsFile={ssh_dir / "known_hosts"} "$@"\n'
+    )
+    command.chmod(0o755)
     return key, authorized
+
+
+def ssh_command(key: Path) -> Path:
+    return key.parent / "ssh-command"
 
 
 def _keygen(path: Path, comment: str) -> None:
@@ -436,7 +450,7 @@ def _keygen(path: Path, comment: str) -> None:
 
 
 def ssh_uri(port: int, key: Path) -> str:
-    return f"qemu+ssh://root@127.0.0.1:{port}/system?keyfile={key}&no_verify=1"
+    return f"qemu+ssh://root@127.0.0.1:{port}/system?keyfile={key}&no_verify=1&command={ssh_command(key)}"
 
 
 def start_sshd(plan: HostPlan, libvirtd_pid: int, base_dir: Path, authorized: Path, deadline: float) -> int:

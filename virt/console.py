@@ -112,6 +112,7 @@ class SSHRoute:
     keyfile: str = ""
     no_verify: bool = False
     known_hosts: str = ""
+    command: str = ""  # the URI's command= (another ssh client), as libvirt itself would run
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def _ssh_route(uri: LibvirtURI, ssh_key_path: str) -> SSHRoute:
         keyfile=ssh_key_path or uri.params.get("keyfile", ""),
         no_verify=uri.params.get("no_verify", "0") == "1",
         known_hosts=uri.params.get("known_hosts", ""),
+        command=uri.params.get("command", ""),
     )
 
 
@@ -277,7 +279,7 @@ class VNCStream:
 def ssh_command(route: SSHRoute, *, host: str, port: int, timeout: float) -> list[str]:
     """The ssh client command line for a ``-W`` tunnel to host:port on the far side."""
     argv = [
-        SSH,
+        route.command or SSH,
         "-T",
         "-x",
         "-a",

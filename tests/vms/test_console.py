@@ -7,7 +7,7 @@ import pytest
 
 from dashboard.errors import Forbidden, ServiceError
 from virt import parse_uri
-from virt.console import ConsoleEndpoint, ConsoleUnavailable, console_target, graphics_endpoint_from_xml
+from virt.console import ConsoleEndpoint, ConsoleUnavailable, console_target, graphics_endpoint_from_xml, ssh_command
 from virt.domains import PowerState
 from vms.console import (
     REFUSALS,
@@ -257,6 +257,15 @@ def test_loopback_vnc_on_a_remote_ssh_host_goes_through_an_ssh_tunnel():
     assert target.ssh.keyfile == "/etc/virtfleet/id" and target.ssh.no_verify
     # the host's registered key file wins over the URI's
     assert console_target(endpoint(), uri=uri, ssh_key_path="/keys/k").ssh.keyfile == "/keys/k"
+    argv = ssh_command(target.ssh, host=target.host, port=target.port, timeout=5)
+    assert argv[0] == "/usr/bin/ssh" and argv[-4:] == ["-W", "127.0.0.1:5907", "--", "kvm7.example.com"]
+    assert "UserKnownHostsFile=/dev/null" in argv and argv[argv.index("-i") : argv.index("-i") + 2] == [
+        "-i",
+        "/etc/virtfleet/id",
+    ]
+    # a URI's command= (another ssh client) is what the tunnel runs, as libvirt itself does
+    custom = console_target(endpoint("127.0.0.1", 5907), uri=parse_uri(f"{uri.uri}&command=/opt/ssh-wrapper"))
+    assert ssh_command(custom.ssh, host="127.0.0.1", port=5907, timeout=5)[0] == "/opt/ssh-wrapper"
 
 
 def test_loopback_vnc_on_a_remote_non_ssh_host_is_refused_saying_why():
