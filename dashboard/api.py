@@ -15,6 +15,15 @@ from dashboard.errors import ServiceError
 log = logging.getLogger(__name__)
 
 
+def validated(serializer_class, data, *, partial: bool = False) -> dict:
+    """A request body checked by ``serializer_class``: its validated data, or a 400 saying what is wrong."""
+    if not isinstance(data, dict):
+        raise ServiceError("Send a JSON object.")
+    serializer = serializer_class(data=data, partial=partial)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return Response({"error": "The request body is too large.", "code": "too_large"}, status=413)

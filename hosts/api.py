@@ -7,6 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from dashboard import access
+from dashboard.api import validated
 from dashboard.net import client_ip
 
 from . import services
@@ -39,7 +40,7 @@ class HostViewSet(viewsets.ViewSet):
     @extend_schema(request=HostWriteSerializer, responses={201: HostSerializer})
     def create(self, request):
         access.require(request.user, access.MANAGE, what="host.add")
-        data = _valid(HostWriteSerializer, request.data)
+        data = validated(HostWriteSerializer, request.data)
         allow_offline = str(request.query_params.get("allow_offline", "")).lower() in ("1", "true", "yes")
         host = services.host_add(
             **{**data, "sasl_password": data.get("sasl_password") or ""},
@@ -63,7 +64,7 @@ class HostViewSet(viewsets.ViewSet):
             from dashboard.errors import ServiceError
 
             raise ServiceError("Send a JSON object.")
-        data = _valid(HostWriteSerializer, {**current, **request.data}, partial=True)
+        data = validated(HostWriteSerializer, {**current, **request.data}, partial=True)
         services.host_update(host=host, **data, user=request.user)
         return Response(HostSerializer(host_get(host_id=host.pk)).data)
 
@@ -109,15 +110,5 @@ class HostViewSet(viewsets.ViewSet):
 def _host(request, pk, action: str = access.VIEW, what: str = ""):
     """The host (404 JSON if there is none) if the caller may do ``action`` to it (403 JSON if not)."""
     host = host_get(host_id=pk)
-    access.require(request.user, action, host, what=what or f"host.{action}")
+    access.require(request.user, action, host, what=what)
     return host
-
-
-def _valid(serializer_class, data, *, partial: bool = False) -> dict:
-    if not isinstance(data, dict):
-        from dashboard.errors import ServiceError
-
-        raise ServiceError("Send a JSON object.")
-    serializer = serializer_class(data=data, partial=partial)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)

@@ -9,9 +9,10 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from dashboard import access
-from dashboard.errors import Forbidden, NotFound, ServiceError
+from dashboard.errors import Forbidden, ServiceError
 from dashboard.net import client_ip
 from dashboard.pagination import paginate, query_without
+from dashboard.shortcuts import get_or_404
 from vms.selectors import VMFilter, sort_key, vm_list
 
 from . import services
@@ -20,13 +21,7 @@ from .selectors import host_get, host_list
 
 
 def _host_or_404(request, host_id: int, action: str = access.VIEW, what: str = ""):
-    """The host, if it exists (else 404) and the user may do ``action`` to it (else 403)."""
-    try:
-        host = host_get(host_id=host_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-    access.require(request.user, action, host, what=what or f"host.{action}")
-    return host
+    return get_or_404(request, lambda: host_get(host_id=host_id), action, what=what)
 
 
 def _form_error(form, exc: ServiceError) -> None:

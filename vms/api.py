@@ -8,7 +8,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from dashboard import access
-from dashboard.errors import ServiceError
+from dashboard.api import validated
 from dashboard.net import client_ip
 
 from . import jobs
@@ -28,22 +28,14 @@ from .serializers import (
 def _vm(request, uuid, action: str = access.VIEW, what: str = ""):
     """The VM (404 JSON if there is none) if the caller may do ``action`` to it (403 JSON if not)."""
     vm = vm_get(uuid=uuid)
-    access.require(request.user, action, vm, what=what or f"vm.{action}")
+    access.require(request.user, action, vm, what=what)
     return vm
 
 
 def _job(request, pk, action: str = access.VIEW, what: str = ""):
     job = job_get(job_id=pk)
-    access.require(request.user, action, job, what=what or f"job.{action}")
+    access.require(request.user, action, job, what=what)
     return job
-
-
-def _valid(serializer_class, data) -> dict:
-    if not isinstance(data, dict):
-        raise ServiceError("Send a JSON object.")
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 BulkResponse = inline_serializer(
@@ -101,7 +93,7 @@ class VMViewSet(viewsets.ViewSet):  # the migration actions are added below (VMM
     )
     @action(detail=True, methods=["post"], url_path="actions")
     def act(self, request, uuid=None):
-        data = _valid(ActionRequestSerializer, request.data)
+        data = validated(ActionRequestSerializer, request.data)
         job = jobs.job_request(
             vm=_vm(request, uuid),
             kind=data["action"],
@@ -114,7 +106,7 @@ class VMViewSet(viewsets.ViewSet):  # the migration actions are added below (VMM
     @extend_schema(request=BulkActionRequestSerializer, responses={202: BulkResponse}, operation_id="vms_bulk_actions")
     @action(detail=False, methods=["post"], url_path="actions")
     def bulk(self, request):
-        data = _valid(BulkActionRequestSerializer, request.data)
+        data = validated(BulkActionRequestSerializer, request.data)
         # VMs the caller may not see are reported like VMs that do not exist: their names stay hidden.
         chosen = VM.objects.select_related("host").filter(uuid__in=data["vms"])
         found = {vm.uuid: vm for vm in access.visible_vms(request.user, chosen)}
@@ -214,7 +206,7 @@ class VMMigrationMixin:
         from .migration import migration_options, migration_preflight
 
         vm = _vm(request, uuid, access.MIGRATE, "vm.migrate")
-        data = _valid(MigrationRequestSerializer, request.data)
+        data = validated(MigrationRequestSerializer, request.data)
         checks = migration_preflight(
             vm=vm, target=_target(request, data["target"]), options=migration_options(vm=vm, params=data["options"])
         )
@@ -225,7 +217,7 @@ class VMMigrationMixin:
     def migrate(self, request, uuid=None):
         from .migration import PreflightFailed, migration_request
 
-        data = _valid(MigrationRequestSerializer, request.data)
+        data = validated(MigrationRequestSerializer, request.data)
         try:
             job = migration_request(
                 vm=_vm(request, uuid, access.MIGRATE, "vm.migrate"),

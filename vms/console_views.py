@@ -1,12 +1,13 @@
 """The console page of a VM and the endpoint that issues its single-use console tickets."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard import access
-from dashboard.errors import NotFound, ServiceError
+from dashboard.errors import ServiceError
+from dashboard.shortcuts import get_or_404
 
 from .console import console_refusal, console_sessions, console_ticket_issue
 from .selectors import vm_get
@@ -18,11 +19,7 @@ RECENT_SESSIONS = 15
 @require_GET
 def console_page(request, uuid):
     """The VM's screen (noVNC), its toolbar and its recent console sessions."""
-    try:
-        vm = vm_get(uuid=uuid)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-    access.require(request.user, access.CONSOLE, vm, what="console.page")
+    vm = get_or_404(request, lambda: vm_get(uuid=uuid), access.CONSOLE, what="console.page")
     context = {
         "vm": vm,
         "refusal": console_refusal(vm),

@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
@@ -12,11 +11,12 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import XmlLexer
 
 from dashboard import access
-from dashboard.errors import Forbidden, NotFound, ServiceError
+from dashboard.errors import Forbidden, ServiceError
 from dashboard.middleware import login_required_json
 from dashboard.net import client_ip
 from dashboard.pagination import paginate, query_without
 from dashboard.params import parse_id
+from dashboard.shortcuts import get_or_404
 from hosts.selectors import host_list
 
 from . import actions, jobs
@@ -26,26 +26,11 @@ from .selectors_jobs import JobFilter, job_get, job_list, vm_active_job
 
 
 def _vm_or_404(request, uuid, action: str = access.VIEW, what: str = ""):
-    """The VM, if it exists (else 404) and the user may do ``action`` to it (else 403)."""
-    try:
-        vm = vm_get(uuid=uuid)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-    access.require(request.user, action, vm, what=what or f"vm.{action}")
-    return vm
+    return get_or_404(request, lambda: vm_get(uuid=uuid), action, what=what)
 
 
 def _job_or_404(request, job_id, action: str = access.VIEW, what: str = ""):
-    try:
-        job = job_get(job_id=job_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-    access.require(request.user, action, job, what=what or f"job.{action}")
-    return job
-
-
-def _client_ip(request) -> str | None:
-    return client_ip(request)
+    return get_or_404(request, lambda: job_get(job_id=job_id), action, what=what)
 
 
 @login_required
@@ -93,7 +78,7 @@ def vm_action(request, uuid, kind):
     vm = _vm_or_404(request, uuid, access.OPERATE, f"vm.{kind}"[:64])
     try:
         job = jobs.job_request(
-            vm=vm, kind=kind, params=_params_from_form(kind, request.POST), user=request.user, ip=_client_ip(request)
+            vm=vm, kind=kind, params=_params_from_form(kind, request.POST), user=request.user, ip=client_ip(request)
         )
     except Forbidden:
         raise
@@ -128,7 +113,7 @@ def vm_bulk_action(request):
         return _back(request, "/")
     try:
         result = jobs.jobs_request_bulk(
-            vms=vms, kind=kind, params=_params_from_form(kind, request.POST), user=request.user, ip=_client_ip(request)
+            vms=vms, kind=kind, params=_params_from_form(kind, request.POST), user=request.user, ip=client_ip(request)
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
@@ -246,7 +231,7 @@ def vm_migrate(request, uuid):
                     target=target,
                     params=_migration_params(request.POST),
                     user=request.user,
-                    ip=_client_ip(request),
+                    ip=client_ip(request),
                 )
             except PreflightFailed as exc:
                 context["checks"] = exc.checks

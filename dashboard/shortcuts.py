@@ -1,0 +1,24 @@
+"""What page views share: an object looked up by a selector, as a 404 or a 403 when it must be."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.http import Http404
+
+from dashboard import access
+from dashboard.errors import NotFound
+
+T = TypeVar("T")
+
+
+def get_or_404(request, fetch: Callable[[], T], action: str = access.VIEW, *, what: str = "") -> T:
+    """``fetch()``'s object (a selector call), if it exists (else 404) and the signed-in user may do
+    ``action`` to it (else 403, recorded in the audit log as ``what``, by default "<kind>.<action>")."""
+    try:
+        obj = fetch()
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    access.require(request.user, action, obj, what=what)
+    return obj
