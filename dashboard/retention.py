@@ -33,7 +33,7 @@ class PruneResult:
         return self.jobs + self.audit_events + self.console_sessions
 
 
-def _delete_in_batches(queryset, model) -> int:
+def _delete_in_batches(queryset) -> int:
     """Delete the rows of ``queryset`` BATCH at a time, each batch in its own short transaction, so
     a large first pruning never holds the database for long."""
     deleted = 0
@@ -42,7 +42,7 @@ def _delete_in_batches(queryset, model) -> int:
         if not ids:
             return deleted
         with transaction.atomic():
-            model.objects.filter(pk__in=ids).delete()
+            queryset.model.objects.filter(pk__in=ids).delete()
         deleted += len(ids)
 
 
@@ -65,23 +65,14 @@ def prune_history(
     job_cut = _cutoff(cfg["JOB_RETENTION_DAYS"] if job_days is None else job_days, now)
     audit_cut = _cutoff(cfg["AUDIT_RETENTION_DAYS"] if audit_days is None else audit_days, now)
     result = PruneResult()
-    querysets = []
+    prune = (lambda qs: qs.count()) if dry_run else _delete_in_batches
     if job_cut is not None:
         result.cutoffs["jobs"] = job_cut.isoformat()
-        querysets.append(("jobs", Job, Job.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=job_cut)))
+        result.jobs = prune(Job.objects.filter(status__in=TERMINAL_STATUSES, finished_at__lt=job_cut))
     if audit_cut is not None:
         result.cutoffs["audit"] = audit_cut.isoformat()
-        querysets.append(("audit_events", AuditEvent, AuditEvent.objects.filter(at__lt=audit_cut)))
-        querysets.append(
-            (
-                "console_sessions",
-                ConsoleSession,
-                ConsoleSession.objects.filter(closed_at__isnull=False, closed_at__lt=audit_cut),
-            )
-        )
-    for name, model, queryset in querysets:
-        count = queryset.count() if dry_run else _delete_in_batches(queryset, model)
-        setattr(result, name, count)
+        result.audit_events = prune(AuditEvent.objects.filter(at__lt=audit_cut))
+        result.console_sessions = prune(ConsoleSession.objects.filter(closed_at__lt=audit_cut))  # open: NULL
     if result.total and not dry_run:
         log.info(
             "history pruned: %d jobs, %d audit events, %d console sessions (%s)",

@@ -2,6 +2,7 @@ from django.db import models
 from django.utils import timezone
 
 from virt import PowerState
+from virt.domains import redact_graphics_endpoint
 
 
 class VMState(models.TextChoices):
@@ -107,8 +108,6 @@ class VM(models.Model):
     @property
     def public_xml(self) -> str:
         """The domain XML as pages and the API show it: no graphics port, listen address or socket."""
-        from virt.domains import redact_graphics_endpoint
-
         return redact_graphics_endpoint(self.xml)
 
     @property

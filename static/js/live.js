@@ -103,12 +103,12 @@ function vmStateBadge(vm) {
   return vm.gone ? badge("gone", "gone") : badge(vm.state, vm.state_label);
 }
 
-const CONSOLE_STATES = new Set(["running", "paused", "shutting_down", "crashed"]);
-
 function consoleCell(row, vm) {
-  // The server decides who may open consoles (data-console); here only the VM's own state.
+  // The server decides who may open consoles (data-console on the row) and in which power states
+  // a console opens (data-console-states on the table); here only the VM's own state is checked.
   const type = escapeHtml((vm.graphics_type || "—").toUpperCase());
-  if (row.dataset.console && !vm.gone && vm.graphics_type === "vnc" && CONSOLE_STATES.has(vm.state)) {
+  const states = (row.closest("table")?.dataset.consoleStates || "").split(" ");
+  if (row.dataset.console && !vm.gone && vm.graphics_type === "vnc" && states.includes(vm.state)) {
     return `<a href="/vms/${vm.uuid}/console/" title="Open the VM's screen in this browser">${type}</a>`;
   }
   return `<span>${type}</span>`;

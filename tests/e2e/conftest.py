@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -106,9 +108,12 @@ def browser():
         b.close()
 
 
+E2E_USER, E2E_PASSWORD = "operator", "e2e-Password-1"
+
+
 @pytest.fixture
 def e2e_user(transactional_db, django_user_model):
-    return django_user_model.objects.create_superuser(username="operator", password="e2e-Password-1")
+    return django_user_model.objects.create_superuser(username=E2E_USER, password=E2E_PASSWORD)
 
 
 # Tests probe pages with page.wait_for_function / evaluate, which Playwright runs as strings in the
@@ -117,18 +122,45 @@ def e2e_user(transactional_db, django_user_model):
 BYPASS_CSP = {"bypass_csp": True}
 
 
+def sign_in(page, base: str, username: str = E2E_USER, password: str = E2E_PASSWORD) -> None:
+    """Sign in through the sign-in form at ``base`` and land on the fleet page."""
+    page.goto(base + "/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
+@contextmanager
+def signed_in(
+    browser, base: str, username: str = E2E_USER, password: str = E2E_PASSWORD, *, real_csp: bool = False, **options
+) -> Iterator:
+    """A page of a fresh browser context, signed in at ``base``; the context closes afterwards.
+    ``real_csp`` keeps the Content-Security-Policy in force (see BYPASS_CSP)."""
+    context = browser.new_context(
+        viewport=options.pop("viewport", {"width": 1440, "height": 900}), **({} if real_csp else BYPASS_CSP), **options
+    )
+    try:
+        p = context.new_page()
+        p.set_default_timeout(15000)
+        sign_in(p, base, username, password)
+        yield p
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def page(browser, stack, e2e_user):
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, **BYPASS_CSP)
-    p = context.new_page()
-    p.set_default_timeout(15000)
-    p.goto(stack.url + "/login/")
-    p.fill("#id_username", "operator")
-    p.fill("#id_password", "e2e-Password-1")
-    p.click("button[type=submit]")
-    p.wait_for_url(stack.url + "/")
-    yield p
-    context.close()
+    with signed_in(browser, stack.url) as p:
+        yield p
+
+
+@pytest.fixture
+def console_stack(stack):
+    """The stack with its console proxy running."""
+    if "console" not in stack.procs:
+        stack.start_console()
+    return stack
 
 
 SCREENSHOTS = ROOT / "var" / "screenshots"

@@ -15,7 +15,7 @@ import pytest
 from defusedxml.ElementTree import fromstring as parse_xml
 
 import lab
-from tests.e2e.conftest import BYPASS_CSP, screenshot, wait_for
+from tests.e2e.conftest import screenshot, signed_in, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -27,13 +27,6 @@ CANVAS_STATS = """() => {
   for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 150) lit++;
   return {width: c.width, height: c.height, lit};
 }"""
-
-
-@pytest.fixture
-def console_stack(stack):
-    if "console" not in stack.procs:
-        stack.start_console()
-    return stack
 
 
 @pytest.fixture
@@ -153,22 +146,15 @@ def test_another_users_ticket_is_refused(browser, page, console_stack, lab_state
 
     mallory = django_user_model.objects.create_user(username="mallory", password="e2e-Password-2")
     mallory.groups.add(Group.objects.get(name="operator"))  # may open consoles, just not with this ticket
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, **BYPASS_CSP)
-    other = context.new_page()
-    other.goto(console_stack.url + "/login/")
-    other.fill("#id_username", "mallory")
-    other.fill("#id_password", "e2e-Password-2")
-    other.click("button[type=submit]")
-    other.wait_for_url(console_stack.url + "/")
-    other.route(
-        f"**/vms/{uuid}/console/ticket/",
-        lambda route: route.fulfill(status=201, json={"token": ticket.token, "url": url, "expires_in": 30}),
-    )
-    other.goto(f"{console_stack.url}/vms/{uuid}/console/")
-    other.wait_for_selector("#console-status.status-disconnected")
-    assert "issued to another user" in other.locator("#console-status").inner_text()
-    screenshot(other, "console-other-users-ticket")
-    context.close()
+    with signed_in(browser, console_stack.url, "mallory", "e2e-Password-2") as other:
+        other.route(
+            f"**/vms/{uuid}/console/ticket/",
+            lambda route: route.fulfill(status=201, json={"token": ticket.token, "url": url, "expires_in": 30}),
+        )
+        other.goto(f"{console_stack.url}/vms/{uuid}/console/")
+        other.wait_for_selector("#console-status.status-disconnected")
+        assert "issued to another user" in other.locator("#console-status").inner_text()
+        screenshot(other, "console-other-users-ticket")
 
 
 def test_console_through_an_ssh_tunnel(page, console_stack, lab_state, lab_hosts):
@@ -374,19 +360,11 @@ def proxied_stack(console_stack, tmp_path_factory):
 
 def test_console_behind_a_tls_reverse_proxy_on_the_same_origin(browser, proxied_stack, lab_state, lab_hosts, e2e_user):
     uuid = running_guest(lab_state.real_hosts[0])
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, ignore_https_errors=True, **BYPASS_CSP)
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    page.goto(proxied_stack + "/login/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", "e2e-Password-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(proxied_stack + "/")
-    open_console(page, type("Site", (), {"url": proxied_stack}), uuid)
-    assert_guest_screen(page)
-    url = page.evaluate("window.vfConsole.url")
-    assert url.startswith(proxied_stack.replace("https://", "wss://") + "/console/websockify?token="), url
-    assert page.locator("#console-info").inner_text() == "websocket encrypted"
-    assert latest_session(uuid).client_address == "127.0.0.1"
-    screenshot(page, "console-behind-tls-proxy")
-    context.close()
+    with signed_in(browser, proxied_stack, ignore_https_errors=True) as page:
+        open_console(page, type("Site", (), {"url": proxied_stack}), uuid)
+        assert_guest_screen(page)
+        url = page.evaluate("window.vfConsole.url")
+        assert url.startswith(proxied_stack.replace("https://", "wss://") + "/console/websockify?token="), url
+        assert page.locator("#console-info").inner_text() == "websocket encrypted"
+        assert latest_session(uuid).client_address == "127.0.0.1"
+        screenshot(page, "console-behind-tls-proxy")

@@ -55,6 +55,10 @@ def test_a_vm_suspended_with_virsh_changes_state_in_the_browser_without_reload(p
             timeout=5000,
         )
         assert page.evaluate("window.__noReload") is True
+        # the pushed row was redrawn by live.js: a paused VM's console still opens from the table
+        uuid = VM.objects.get(name=guest).uuid
+        link = page.locator(f'#vm-rows tr[data-uuid="{uuid}"] [data-field=graphics] a')
+        assert link.get_attribute("href") == f"/vms/{uuid}/console/"
         screenshot(page, "fleet-live-paused")
     finally:
         virsh(lab1, "resume", guest)

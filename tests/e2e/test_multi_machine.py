@@ -35,7 +35,7 @@ import requests
 from django.conf import settings
 
 from tests.bootstrap import ROOT, free_port
-from tests.e2e.conftest import BYPASS_CSP, domstate, reset_guests, screenshot, virsh
+from tests.e2e.conftest import BYPASS_CSP, domstate, reset_guests, screenshot, sign_in, signed_in, virsh
 from tests.e2e.postgres import PostgresCluster, PostgresMissing
 from tests.e2e.stack import Stack, port_open, wait_for
 
@@ -345,12 +345,7 @@ def web2(browser, fleet):
     context = browser.new_context(viewport={"width": 1440, "height": 900}, **BYPASS_CSP)
     base = fleet.web_urls["web-2"]
     page = context.new_page()
-    page.set_default_timeout(15000)
-    page.goto(base + "/login/")
-    page.fill("#id_username", USERNAME)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
+    sign_in(page, base, USERNAME, PASSWORD)  # the session cookie serves every page of this context
     page.close()
 
     def open_live(path: str):
@@ -397,6 +392,18 @@ def wait_row_state(page, uuid: str, state: str, timeout: float = 10000) -> None:
             ?.innerText.trim().toLowerCase() === '{state}'""",
         timeout=timeout,
     )
+
+
+def pause_behind_its_back(page, lab_host, guest: str, uuid: str) -> None:
+    """Suspend ``guest`` with virsh (not through Virtfleet), see the row turn paused by a pushed event,
+    resume it and see it running again."""
+    virsh(lab_host, "suspend", guest)
+    try:
+        wait_row_state(page, uuid, "paused")
+        assert pushed_states(page, uuid) == ["paused"]
+    finally:
+        virsh(lab_host, "resume", guest)
+    wait_row_state(page, uuid, "running")
 
 
 # --- the tests ---------------------------------------------------------------------------------------------
@@ -486,15 +493,7 @@ def test_the_guides_nginx_configuration_spreads_requests_and_carries_the_live_so
     assert {name: served(name, "/static/js/live.js") for name in WEBS} == before
 
     # A browser signs in over TLS (CSRF trusts the site's origin) and gets live events through nginx.
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, ignore_https_errors=True, **BYPASS_CSP)
-    try:
-        page = context.new_page()
-        page.set_default_timeout(15000)
-        page.goto(fleet.site + "/login/")
-        page.fill("#id_username", USERNAME)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(fleet.site + "/")
+    with signed_in(browser, fleet.site, USERNAME, PASSWORD, ignore_https_errors=True) as page:
         page.wait_for_selector("#live-indicator.live-up")
         page.evaluate(
             """window.__events = [];
@@ -502,18 +501,9 @@ def test_the_guides_nginx_configuration_spreads_requests_and_carries_the_live_so
         )
         lab2 = fleet.lab.real_hosts[1]
         guest = f"{lab2.name}-vm1"
-        uuid = fleet.vm(guest)["uuid"]
-        virsh(lab2, "suspend", guest)
-        try:
-            wait_row_state(page, uuid, "paused")
-            assert pushed_states(page, uuid) == ["paused"]
-        finally:
-            virsh(lab2, "resume", guest)
-        wait_row_state(page, uuid, "running")
+        pause_behind_its_back(page, lab2, guest, fleet.vm(guest)["uuid"])
         assert page.evaluate("location.protocol") == "https:"
         screenshot(page, "multi-machine-through-nginx")
-    finally:
-        context.close()
 
 
 def test_killing_the_listener_that_holds_a_host_moves_the_host_to_the_other_listener(fleet, web2):
@@ -547,13 +537,7 @@ def test_killing_the_listener_that_holds_a_host_moves_the_host_to_the_other_list
     # Changes made behind Virtfleet's back after the takeover reach the browser: only the
     # survivor's event connection can carry them (no beat, no job, the resync is already done).
     fleet_page.evaluate("window.__events = []")
-    virsh(lab1, "suspend", guest)
-    try:
-        wait_row_state(fleet_page, uuid, "paused")
-        assert pushed_states(fleet_page, uuid) == ["paused"]
-    finally:
-        virsh(lab1, "resume", guest)
-    wait_row_state(fleet_page, uuid, "running")
+    pause_behind_its_back(fleet_page, lab1, guest, uuid)
     assert pushed_states(fleet_page, uuid) == ["paused", "running"]
     assert stayed_live(fleet_page)  # through the whole takeover
     assert fleet.api1.get(f"/api/hosts/{fleet.host_ids[lab1.name]}/")["status"] == "connected"

@@ -8,7 +8,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, sign_in, signed_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -20,25 +20,10 @@ document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(
 
 
 @pytest.fixture
-def console_stack(stack):
-    if "console" not in stack.procs:
-        stack.start_console()
-    return stack
-
-
-@pytest.fixture
 def strict_page(browser, stack, e2e_user):
     """A signed-in page under the real Content-Security-Policy (no bypass, unlike the ``page`` fixture)."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    p = context.new_page()
-    p.set_default_timeout(15000)
-    p.goto(stack.url + "/login/")
-    p.fill("#id_username", "operator")
-    p.fill("#id_password", "e2e-Password-1")
-    p.click("button[type=submit]")
-    p.wait_for_url(stack.url + "/")
-    yield p
-    context.close()
+    with signed_in(browser, stack.url, real_csp=True) as p:
+        yield p
 
 
 def a_running_vm(lab_hosts):
@@ -133,11 +118,7 @@ def test_a_scoped_viewer_sees_their_vm_only_and_a_clear_refusal_elsewhere(
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     p = context.new_page()
     seen = watch(p)
-    p.goto(stack.url + "/login/")
-    p.fill("#id_username", "vera")
-    p.fill("#id_password", "e2e-Password-3")
-    p.click("button[type=submit]")
-    p.wait_for_url(stack.url + "/")
+    sign_in(p, stack.url, "vera", "e2e-Password-3")
     p.wait_for_selector("#live-indicator.live-up")
     names = p.locator("#vm-rows tr [data-field=name]").all_inner_texts()
     assert names == [mine.name]
