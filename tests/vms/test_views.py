@@ -62,7 +62,7 @@ def test_fleet_console_cell_links_only_for_users_who_may_open_it(client, host_a,
     client.force_login(make_user("olga", "operator"))
     body = client.get("/?fragment=vms").content.decode()
     assert f'href="/vms/{web.uuid}/console/"' in body
-    assert 'data-console="1"' in body
+    assert 'data-console="1"' in body and 'data-console-states="crashed paused running shutting_down"' in body
     # a shut-off VM gets no link, and says why
     db1 = VM.objects.get(name="db-1")
     assert f'href="/vms/{db1.uuid}/console/"' not in body and "No console: the VM is shut off" in body
@@ -72,7 +72,7 @@ def test_fleet_console_cell_links_only_for_users_who_may_open_it(client, host_a,
     Host.objects.filter(pk=host_a.pk).update(state="connected")
     client.force_login(make_user("vic", "viewer"))
     body = client.get("/?fragment=vms").content.decode()
-    assert "/console/" not in body and "data-console" not in body
+    assert "/console/" not in body and 'data-console="1"' not in body
 
 
 def test_vm_scoped_user_sees_the_host_name_without_a_link(client, host_a, make_user):
