@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import redis
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
 from virt import DomainEvent, DomainNotFound, HostConnection, VirtError, ensure_event_loop
 
@@ -311,7 +312,8 @@ class Listener:
         close_old_connections()
         if not full:
             try:
-                if vm_apply_state(host=host, uuid=uuid, state=conn.power_state(uuid)):
+                read_at = timezone.now()
+                if vm_apply_state(host=host, uuid=uuid, state=conn.power_state(uuid), read_at=read_at):
                     w.events += 1
                     return
             except DomainNotFound:
@@ -319,6 +321,7 @@ class Listener:
             except VirtError as exc:
                 log.info("could not re-read the state of %s on %s: %s", uuid, host.name, exc)
                 return
+        read_at = timezone.now()
         try:
             infos = [conn.domain_info(uuid)]
         except DomainNotFound:
@@ -326,5 +329,5 @@ class Listener:
         except VirtError as exc:
             log.info("could not re-read %s on %s: %s", uuid, host.name, exc)
             return
-        vm_reconcile(host=host, infos=infos, scope={uuid})
+        vm_reconcile(host=host, infos=infos, scope={uuid}, read_at=read_at)
         w.events += 1

@@ -390,11 +390,12 @@ def host_sync(*, host: Host) -> SyncResult:
     try:
         conn = connections.host_connection(host)
         info = conn.node_info()
+        read_at = timezone.now()
         domains = conn.list_domains()
     except VirtError as exc:
         host_mark_unreachable(host=host, error=str(exc))
         return SyncResult(host=host, ok=False, error=str(exc))
-    result = vm_reconcile(host=host, infos=domains)
+    result = vm_reconcile(host=host, infos=domains, read_at=read_at)
     now = timezone.now()
     with transaction.atomic():
         host = Host.objects.select_for_update().get(pk=host.pk)

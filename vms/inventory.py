@@ -16,7 +16,6 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from dashboard.realtime import FLEET_GROUP, host_group, push_on_commit, vm_group
 from hosts.models import Host
@@ -32,7 +31,7 @@ SYNCED_FIELDS = [
     "memory_kib", "max_memory_kib", "persistent", "autostart", "managed_save", "arch",
     "graphics_type", "graphics_listen", "graphics_port", "graphics_socket", "graphics_password", "xml",
 ]  # fmt: skip
-WRITE_FIELDS = [*SYNCED_FIELDS, "host", "also_on", "gone_at", "last_seen", "state_changed", "version"]
+WRITE_FIELDS = [*SYNCED_FIELDS, "host", "also_on", "gone_at", "last_seen", "state_changed", "version", "observed_at"]
 
 
 def fields_from_info(info: DomainInfo) -> dict:
@@ -112,17 +111,21 @@ def vm_reconcile(
     *,
     host: Host,
     infos: list[DomainInfo],
+    read_at: datetime,
     scope: set[str] | None = None,
-    now: datetime | None = None,
     connect=_default_connect,
 ) -> ReconcileResult:
-    """Make VM rows agree with ``infos``, what ``host`` reports.
+    """Make VM rows agree with ``infos``, what ``host`` reported when asked at ``read_at``.
 
     ``scope=None`` means ``infos`` is the host's full listing: rows on this host that are missing
     from it are gone (or moved to the other host that also has them). With ``scope`` (a set of
     UUIDs that were re-read), only those UUIDs are considered.
+
+    ``read_at`` is taken before the libvirt call. Rows already holding a later answer (an event's
+    re-read that ran while this listing was in flight) are left as they are: an older answer
+    never overwrites a newer one, whichever is written last.
     """
-    now = now or timezone.now()
+    now = read_at
     reported = {info.uuid: info for info in infos}
     if scope is not None:
         reported = {u: i for u, i in reported.items() if u in scope}
@@ -146,7 +149,13 @@ def vm_reconcile(
         # The host row first: a host removed meanwhile (host_remove locks it too) has no inventory.
         if not Host.objects.select_for_update().filter(pk=host.pk).exists():
             return result
-        rows = {str(vm.uuid): vm for vm in VM.objects.select_for_update().filter(candidates).select_related("host")}
+        locked = VM.objects.select_for_update().filter(candidates).select_related("host")
+        rows, newer = {}, set()  # newer: rows left alone, someone already wrote a later answer
+        for vm in locked:
+            if vm.observed_at is not None and vm.observed_at > read_at:
+                newer.add(str(vm.uuid))
+            else:
+                rows[str(vm.uuid)] = vm
         original = {u: _values(vm) for u, vm in rows.items()}
         to_create: list[VM] = []
         to_write: dict[str, VM] = {}  # rows to save
@@ -161,9 +170,11 @@ def vm_reconcile(
         for u, info in reported.items():
             vm = rows.get(u)
             if vm is None:
-                to_create.append(
-                    VM(uuid=uuidlib.UUID(u), host=host, first_seen=now, last_seen=now, **fields_from_info(info))
-                )
+                if u not in newer:
+                    to_create.append(
+                        VM(uuid=uuidlib.UUID(u), host=host, first_seen=now, last_seen=now, observed_at=now,
+                           **fields_from_info(info))
+                    )  # fmt: skip
                 continue
             if vm.host_id != host.pk and vm.gone_at is None and not _claims(info, live.get(u, _UNKNOWN), vm):
                 if vm.also_on_id != host.pk:  # remember the second copy; the VM stays where it is
@@ -183,7 +194,9 @@ def vm_reconcile(
                 write(vm, shown=False)
             if shown:
                 vm.last_seen = now
-                write(vm, shown=True)
+            if shown or scope is not None:  # a full listing records unchanged rows in one statement
+                vm.observed_at = now
+                write(vm, shown=shown)
 
         for u, vm in rows.items():
             if u in reported:
@@ -203,6 +216,7 @@ def vm_reconcile(
             else:
                 vm.gone_at = now
             vm.also_on = None
+            vm.observed_at = now
             write(vm, shown=True)
 
         for u in visible:
@@ -212,7 +226,9 @@ def vm_reconcile(
         _save_changes(to_write, original)
         if scope is None:
             # One statement instead of a write per unchanged row.
-            VM.objects.filter(host=host, gone_at__isnull=True).update(last_seen=now)
+            VM.objects.filter(host=host, gone_at__isnull=True).filter(
+                Q(observed_at__isnull=True) | Q(observed_at__lt=now)
+            ).update(last_seen=now, observed_at=now)
 
         result.created = len(to_create)
         result.moved = len(moved_from)
@@ -251,17 +267,18 @@ def _save_changes(rows: dict[str, VM], original: dict[str, dict]) -> None:
     VM.objects.bulk_update([vm for vm, _ in changes], columns, batch_size=500)
 
 
-def vm_apply_state(*, host: Host, uuid: str, state: tuple) -> bool:
+def vm_apply_state(*, host: Host, uuid: str, state: tuple, read_at: datetime) -> bool:
     """Record a VM's new power state, re-read alone after a state-only event (suspend/resume).
 
-    ``state`` is (PowerState, libvirt state, reason) from virt. Returns False when the row is not
-    simply a present VM of ``host`` (new, moved, gone...): the caller then re-reads it fully.
+    ``state`` is (PowerState, libvirt state, reason) from virt, read at ``read_at``. Returns False
+    when the row is not simply a present VM of ``host`` (new, moved, gone...): the caller then
+    re-reads it fully. A row holding a later answer is left alone (and True returned).
     """
     from virt import power_state as map_state
 
     power, libvirt_state, reason = state
     reason_text = map_state(libvirt_state, reason)[1]
-    now = timezone.now()
+    now = read_at
     with transaction.atomic():
         vm = (
             VM.objects.select_for_update()
@@ -271,14 +288,20 @@ def vm_apply_state(*, host: Host, uuid: str, state: tuple) -> bool:
         )
         if vm is None or vm.also_on_id is not None:
             return False
+        if vm.observed_at is not None and vm.observed_at > read_at:
+            return True  # a later answer is already there
         if (vm.libvirt_state, vm.libvirt_reason) == (libvirt_state, reason):
-            return True  # nothing changed (an earlier event already brought it here)
+            # Nothing changed (an earlier event already brought it here); only remember when it
+            # was confirmed, so an older listing written after this cannot change it back.
+            VM.objects.filter(pk=vm.pk).update(observed_at=now)
+            return True
         changed = {
             "state": str(power),
             "state_reason": reason_text,
             "libvirt_state": libvirt_state,
             "libvirt_reason": reason,
             "last_seen": now,
+            "observed_at": now,
             "version": vm.version + 1,
         }
         if vm.state != str(power):

@@ -411,11 +411,12 @@ def _refresh_vm(job: Job) -> None:
         return
     try:
         conn = host_connection(job.host)
+        read_at = timezone.now()
         try:
             infos = [conn.domain_info(str(job.vm_uuid))]
         except DomainNotFound:
             infos = []
-        vm_reconcile(host=job.host, infos=infos, scope={str(job.vm_uuid)})
+        vm_reconcile(host=job.host, infos=infos, scope={str(job.vm_uuid)}, read_at=read_at)
     except VirtError as exc:
         log.info("could not re-read VM %s after job %s: %s", job.vm_uuid, job.pk, exc)
 

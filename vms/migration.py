@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from dashboard.errors import ServiceError
 from dashboard.realtime import JOBS_GROUP, job_group, push_now, vm_group
@@ -344,11 +345,12 @@ def _reread(uuid, source: Host, target: Host) -> None:
 
     for host in (target, source):
         try:
+            read_at = timezone.now()
             try:
                 infos = [host_connection(host).domain_info(str(uuid))]
             except DomainNotFound:
                 infos = []
-            vm_reconcile(host=host, infos=infos, scope={str(uuid)})
+            vm_reconcile(host=host, infos=infos, scope={str(uuid)}, read_at=read_at)
         except VirtError as exc:
             log.info("could not re-read %s on %s: %s", uuid, host.name, exc)
 

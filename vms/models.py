@@ -59,6 +59,10 @@ class VM(models.Model):
     last_seen = models.DateTimeField(default=timezone.now)
     gone_at = models.DateTimeField(null=True, blank=True, db_index=True)
     state_changed = models.DateTimeField(default=timezone.now)
+    # When the libvirt answer this row holds was read (taken before the call). A writer whose
+    # answer is older leaves the row alone: a resync that listed the host before an event must
+    # not overwrite what the event's re-read found after it.
+    observed_at = models.DateTimeField(null=True, blank=True)
     # Bumped on every change; browsers drop pushed rows older than what they show.
     version = models.PositiveBigIntegerField(default=1)
 

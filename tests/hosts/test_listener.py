@@ -78,6 +78,36 @@ def test_undefined_domain_is_marked_gone_by_event(host_a, start_listener, raw_li
     assert wait_for(lambda: VM.objects.get(name="db-1").gone_at is not None, timeout=10)
 
 
+def test_events_during_the_resync_after_connecting_are_not_undone_by_it(
+    host_a, start_listener, raw_libvirt, monkeypatch
+):
+    """The resync lists the host; a domain is undefined and its event re-read is written before the
+    resync writes its (older) listing. The VM stays gone. (This raced in CI before rows knew when
+    their answer was read.)"""
+    import vms.inventory
+
+    real = vms.inventory.vm_reconcile
+    raced, resynced = threading.Event(), threading.Event()
+
+    def reconcile(*, host, infos, read_at, scope=None, **kw):
+        if scope is not None or raced.is_set():
+            return real(host=host, infos=infos, read_at=read_at, scope=scope, **kw)
+        raced.set()
+        assert "db-1" in [i.name for i in infos]  # the resync's listing, read before the undefine
+        raw_libvirt(host).lookupByName("db-1").undefine()
+        wait_for(lambda: VM.objects.get(name="db-1").gone_at is not None, timeout=10)
+        try:
+            return real(host=host, infos=infos, read_at=read_at, scope=scope, **kw)
+        finally:
+            resynced.set()
+
+    monkeypatch.setattr(vms.inventory, "vm_reconcile", reconcile)
+    listener = start_listener()
+    assert resynced.wait(15)
+    assert listener.watchers[host_a.pk].events >= 1  # the event's re-read ran first
+    assert VM.objects.get(name="db-1").gone_at is not None
+
+
 def test_a_burst_of_events_for_one_vm_is_coalesced():
     """While a VM is being re-read, any number of new events for it make exactly one more re-read,
     a full one if any of them needed it."""

@@ -1,7 +1,9 @@
 """host_sync / vm_reconcile: rows follow libvirt, keyed by UUID across hosts."""
 
 import pytest
+from django.utils import timezone
 
+from hosts.connections import host_connection
 from hosts.services import host_sync
 from tests.helpers import domain_xml
 from vms.models import VM
@@ -127,12 +129,61 @@ def test_a_state_only_change_updates_just_the_state_and_is_pushed(host_a, host_b
     before = VM.objects.get(uuid=WEB1)
     raw_libvirt(host_a).lookupByUUIDString(WEB1).suspend()
     with on_commit():
-        assert vm_apply_state(host=host_a, uuid=WEB1, state=host_connection(host_a).power_state(WEB1))
+        assert vm_apply_state(
+            host=host_a, uuid=WEB1, state=host_connection(host_a).power_state(WEB1), read_at=timezone.now()
+        )
     after = VM.objects.get(uuid=WEB1)
     assert (after.state, after.version, after.xml) == ("paused", before.version + 1, before.xml)
     assert [e["vm"]["state"] for _, e in pushes if e["type"] == "vm.updated"] == ["paused"]
     with on_commit():  # the same state again: nothing to write or push
-        assert vm_apply_state(host=host_a, uuid=WEB1, state=host_connection(host_a).power_state(WEB1))
+        assert vm_apply_state(
+            host=host_a, uuid=WEB1, state=host_connection(host_a).power_state(WEB1), read_at=timezone.now()
+        )
     assert VM.objects.get(uuid=WEB1).version == after.version and len(pushes) == 1
     # not a VM of that host: the caller must re-read it fully
-    assert not vm_apply_state(host=host_b, uuid=WEB1, state=host_connection(host_a).power_state(WEB1))
+    assert not vm_apply_state(
+        host=host_b, uuid=WEB1, state=host_connection(host_a).power_state(WEB1), read_at=timezone.now()
+    )
+
+
+# --- an older answer never overwrites a newer one, whichever is written last ---------------------
+def test_a_listing_read_before_an_event_does_not_undo_what_the_event_found(host_a, raw_libvirt):
+    """A resync lists the host, then a VM is suspended and another undefined; the events' re-reads
+    are written first, the resync's older listing last. The rows keep what the re-reads found."""
+    from vms.inventory import vm_apply_state, vm_reconcile
+
+    conn = host_connection(host_a)
+    listed_at = timezone.now()
+    listing = conn.list_domains()  # web-1 running, db-1 defined
+    raw_libvirt(host_a).lookupByUUIDString(WEB1).suspend()
+    raw_libvirt(host_a).lookupByName("db-1").undefine()
+    db_uuid = str(VM.objects.get(name="db-1").uuid)
+    assert vm_apply_state(host=host_a, uuid=WEB1, state=conn.power_state(WEB1), read_at=timezone.now())
+    vm_reconcile(host=host_a, infos=[], scope={db_uuid}, read_at=timezone.now())
+    web, db = VM.objects.get(uuid=WEB1), VM.objects.get(name="db-1")
+    assert web.state == "paused" and db.gone_at is not None
+
+    result = vm_reconcile(host=host_a, infos=listing, read_at=listed_at)
+    assert result.changed == 0
+    assert VM.objects.get(uuid=WEB1).state == "paused" and VM.objects.get(name="db-1").gone_at is not None
+    assert VM.objects.get(uuid=WEB1).version == web.version
+    host_sync(host=host_a)  # a listing read now agrees with the rows
+    assert VM.objects.get(uuid=WEB1).state == "paused" and VM.objects.get(name="db-1").gone_at is not None
+
+
+def test_a_re_read_older_than_the_row_is_ignored(host_a, raw_libvirt):
+    from vms.inventory import vm_apply_state, vm_reconcile
+
+    conn = host_connection(host_a)
+    before = timezone.now()
+    stale_state, stale_info = conn.power_state(WEB1), conn.domain_info(WEB1)  # running
+    raw_libvirt(host_a).lookupByUUIDString(WEB1).suspend()
+    host_sync(host=host_a)
+    assert VM.objects.get(uuid=WEB1).state == "paused"
+    assert vm_apply_state(host=host_a, uuid=WEB1, state=stale_state, read_at=before)  # handled: nothing to do
+    vm_reconcile(host=host_a, infos=[stale_info], scope={WEB1}, read_at=before)
+    assert VM.objects.get(uuid=WEB1).state == "paused"
+    vm_reconcile(host=host_a, infos=[conn.domain_info(WEB1)], scope={WEB1}, read_at=timezone.now())
+    raw_libvirt(host_a).lookupByUUIDString(WEB1).resume()
+    assert vm_apply_state(host=host_a, uuid=WEB1, state=conn.power_state(WEB1), read_at=timezone.now())
+    assert VM.objects.get(uuid=WEB1).state == "running"
