@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 import redis
 from django.conf import settings
 from django.db import close_old_connections
-from django.utils import timezone
 
-from virt import DomainEvent, DomainNotFound, HostConnection, VirtError, ensure_event_loop
+from virt import DomainEvent, HostConnection, VirtError, ensure_event_loop
 
 from . import connections
 from .leases import LeaseBook
@@ -301,7 +300,7 @@ class Listener:
 
     # --- re-reading one VM (on a shard thread) --------------------------------------------------------
     def _reread(self, host_id: int, uuid: str, full: bool = True) -> None:
-        from vms.inventory import vm_apply_state, vm_reconcile
+        from vms.inventory import vm_reread
 
         with self._lock:
             w = self.watchers.get(host_id)
@@ -310,24 +309,9 @@ class Listener:
         if conn is None or host is None:
             return  # the resync after reconnecting will cover it
         close_old_connections()
-        if not full:
-            try:
-                read_at = timezone.now()
-                if vm_apply_state(host=host, uuid=uuid, state=conn.power_state(uuid), read_at=read_at):
-                    w.events += 1
-                    return
-            except DomainNotFound:
-                pass  # gone meanwhile: the full path below records it
-            except VirtError as exc:
-                log.info("could not re-read the state of %s on %s: %s", uuid, host.name, exc)
-                return
-        read_at = timezone.now()
         try:
-            infos = [conn.domain_info(uuid)]
-        except DomainNotFound:
-            infos = []
+            vm_reread(host=host, uuid=uuid, conn=conn, state_only=not full)
         except VirtError as exc:
             log.info("could not re-read %s on %s: %s", uuid, host.name, exc)
             return
-        vm_reconcile(host=host, infos=infos, scope={uuid}, read_at=read_at)
         w.events += 1

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from dashboard.realtime import FLEET_GROUP, host_group, push_on_commit, vm_group
 from hosts.models import Host
@@ -107,6 +108,30 @@ def _default_connect(host: Host):
     return host_connection(host)
 
 
+def vm_reread(*, host: Host, uuid: str, conn=None, state_only: bool = False) -> None:
+    """Re-read one domain of ``host`` and make its row agree (after an event, a job, a migration).
+
+    ``state_only``: only the power state changed (suspend/resume events), so one ``state()`` call
+    is enough, unless the row is not simply a present VM of the host; then the domain is read in
+    full. ``conn`` is the host's connection (default: this process's cached one). libvirt errors
+    other than "no such domain" reach the caller.
+    """
+    conn = conn or _default_connect(host)
+    if state_only:
+        read_at = timezone.now()
+        try:
+            if vm_apply_state(host=host, uuid=uuid, state=conn.power_state(uuid), read_at=read_at):
+                return
+        except DomainNotFound:
+            pass  # gone meanwhile: the full read below records it
+    read_at = timezone.now()
+    try:
+        infos = [conn.domain_info(uuid)]
+    except DomainNotFound:
+        infos = []
+    vm_reconcile(host=host, infos=infos, scope={uuid}, read_at=read_at)
+
+
 def vm_reconcile(
     *,
     host: Host,
@@ -125,7 +150,6 @@ def vm_reconcile(
     re-read that ran while this listing was in flight) are left as they are: an older answer
     never overwrites a newer one, whichever is written last.
     """
-    now = read_at
     reported = {info.uuid: info for info in infos}
     if scope is not None:
         reported = {u: i for u, i in reported.items() if u in scope}
@@ -172,7 +196,7 @@ def vm_reconcile(
             if vm is None:
                 if u not in newer:
                     to_create.append(
-                        VM(uuid=uuidlib.UUID(u), host=host, first_seen=now, last_seen=now, observed_at=now,
+                        VM(uuid=uuidlib.UUID(u), host=host, first_seen=read_at, last_seen=read_at, observed_at=read_at,
                            **fields_from_info(info))
                     )  # fmt: skip
                 continue
@@ -181,7 +205,7 @@ def vm_reconcile(
                     vm.also_on = host
                     write(vm, shown=False)
                 continue
-            shown = _apply(vm, fields_from_info(info), now)
+            shown = _apply(vm, fields_from_info(info), read_at)
             if vm.host_id != host.pk:
                 moved_from[u] = vm.host_id
                 vm.host = host
@@ -193,9 +217,9 @@ def vm_reconcile(
                 vm.also_on = None
                 write(vm, shown=False)
             if shown:
-                vm.last_seen = now
+                vm.last_seen = read_at
             if shown or scope is not None:  # a full listing records unchanged rows in one statement
-                vm.observed_at = now
+                vm.observed_at = read_at
                 write(vm, shown=shown)
 
         for u, vm in rows.items():
@@ -210,13 +234,13 @@ def vm_reconcile(
                 continue
             other = live.get(u)
             if isinstance(other, DomainInfo):  # lost here, but the other host that had it still does
-                _apply(vm, fields_from_info(other), now)
+                _apply(vm, fields_from_info(other), read_at)
                 moved_from[u] = host.pk
                 vm.host_id = vm.also_on_id
             else:
-                vm.gone_at = now
+                vm.gone_at = read_at
             vm.also_on = None
-            vm.observed_at = now
+            vm.observed_at = read_at
             write(vm, shown=True)
 
         for u in visible:
@@ -227,8 +251,8 @@ def vm_reconcile(
         if scope is None:
             # One statement instead of a write per unchanged row.
             VM.objects.filter(host=host, gone_at__isnull=True).filter(
-                Q(observed_at__isnull=True) | Q(observed_at__lt=now)
-            ).update(last_seen=now, observed_at=now)
+                Q(observed_at__isnull=True) | Q(observed_at__lt=read_at)
+            ).update(last_seen=read_at, observed_at=read_at)
 
         result.created = len(to_create)
         result.moved = len(moved_from)
@@ -278,7 +302,6 @@ def vm_apply_state(*, host: Host, uuid: str, state: tuple, read_at: datetime) ->
 
     power, libvirt_state, reason = state
     reason_text = map_state(libvirt_state, reason)[1]
-    now = read_at
     with transaction.atomic():
         vm = (
             VM.objects.select_for_update()
@@ -293,19 +316,19 @@ def vm_apply_state(*, host: Host, uuid: str, state: tuple, read_at: datetime) ->
         if (vm.libvirt_state, vm.libvirt_reason) == (libvirt_state, reason):
             # Nothing changed (an earlier event already brought it here); only remember when it
             # was confirmed, so an older listing written after this cannot change it back.
-            VM.objects.filter(pk=vm.pk).update(observed_at=now)
+            VM.objects.filter(pk=vm.pk).update(observed_at=read_at)
             return True
         changed = {
             "state": str(power),
             "state_reason": reason_text,
             "libvirt_state": libvirt_state,
             "libvirt_reason": reason,
-            "last_seen": now,
-            "observed_at": now,
+            "last_seen": read_at,
+            "observed_at": read_at,
             "version": vm.version + 1,
         }
         if vm.state != str(power):
-            changed["state_changed"] = now
+            changed["state_changed"] = read_at
         VM.objects.filter(pk=vm.pk).update(**changed)
         for name, value in changed.items():
             setattr(vm, name, value)

@@ -405,18 +405,12 @@ def _finish(
 
 def _refresh_vm(job: Job) -> None:
     """Re-read the VM from libvirt so its row shows the outcome even without a listener."""
-    from .inventory import vm_reconcile
+    from .inventory import vm_reread
 
     if job.host is None:
         return
     try:
-        conn = host_connection(job.host)
-        read_at = timezone.now()
-        try:
-            infos = [conn.domain_info(str(job.vm_uuid))]
-        except DomainNotFound:
-            infos = []
-        vm_reconcile(host=job.host, infos=infos, scope={str(job.vm_uuid)}, read_at=read_at)
+        vm_reread(host=job.host, uuid=str(job.vm_uuid))
     except VirtError as exc:
         log.info("could not re-read VM %s after job %s: %s", job.vm_uuid, job.pk, exc)
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from dashboard.errors import ServiceError
 from dashboard.realtime import JOBS_GROUP, job_group, push_now, vm_group
@@ -341,16 +340,11 @@ def _run(job: Job) -> None:
 
 def _reread(uuid, source: Host, target: Host) -> None:
     """Re-read the VM on both hosts so its row follows it now, not when the events arrive."""
-    from .inventory import vm_reconcile
+    from .inventory import vm_reread
 
     for host in (target, source):
         try:
-            read_at = timezone.now()
-            try:
-                infos = [host_connection(host).domain_info(str(uuid))]
-            except DomainNotFound:
-                infos = []
-            vm_reconcile(host=host, infos=infos, scope={str(uuid)}, read_at=read_at)
+            vm_reread(host=host, uuid=str(uuid))
         except VirtError as exc:
             log.info("could not re-read %s on %s: %s", uuid, host.name, exc)
 
