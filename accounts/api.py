@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.response import Response
 
-from dashboard.errors import Forbidden, ServiceError
+from core.errors import Forbidden, ServiceError
 
 from . import services
 from .auth import TokenAuthentication

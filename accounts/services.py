@@ -14,7 +14,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from audit.services import audit_record
-from dashboard.errors import Forbidden, NotFound, ServiceError
+from core.errors import Forbidden, NotFound, ServiceError
 
 from .models import TokenInfo
 

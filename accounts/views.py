@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from dashboard.errors import NotFound, ServiceError
+from core.errors import NotFound, ServiceError
 
 from . import services
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from dashboard import access
-from dashboard.params import parse_id
+from core import access
+from core.params import parse_id
 
 from .models import AuditEvent, Outcome
 

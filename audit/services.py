@@ -12,7 +12,7 @@ import uuid as uuidlib
 
 from django.db import transaction
 
-from dashboard.net import client_ip
+from core.net import client_ip
 
 from .middleware import current_request
 from .models import AuditEvent, Outcome

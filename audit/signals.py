@@ -11,7 +11,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.dispatch import receiver
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from dashboard.net import client_ip
+from core.net import client_ip
 
 from .models import Outcome
 from .services import audit_record, audit_refusal

@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from dashboard.pagination import PER_PAGE_CHOICES, paginate, query_without
+from core.pagination import PER_PAGE_CHOICES, paginate, query_without
 
 from .models import Outcome
 from .selectors import AuditFilter, audit_actions, audit_list, shows_addresses

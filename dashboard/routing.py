@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard.consumers import LiveConsumer
+from core.consumers import LiveConsumer
 
 websocket_urlpatterns = [
     path("ws/live/", LiveConsumer.as_asgi()),

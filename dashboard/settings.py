@@ -105,7 +105,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",
-    "dashboard.apps.VirtfleetAdminConfig",  # the admin site, for administrators only
+    "core.apps.VirtfleetAdminConfig",  # the admin site, for administrators only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -120,6 +120,7 @@ INSTALLED_APPS = [
     "csp",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "core",
     "dashboard",
     "hosts",
     "vms",
@@ -138,7 +139,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "audit.middleware.RequestContextMiddleware",  # who and from where, for audit events
-    "dashboard.middleware.ForbiddenMiddleware",  # access.Forbidden -> a 403 page saying why
+    "core.middleware.ForbiddenMiddleware",  # access.Forbidden -> a 403 page saying why
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
@@ -156,7 +157,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "dashboard.context_processors.virtfleet",
+                "core.context_processors.virtfleet",
             ],
         },
     },
@@ -239,7 +240,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Auth ------------------------------------------------------------------------------------------
 # Roles are groups (viewer, operator, admin: accounts/roles.py); permissions on chosen hosts or VMs
-# are django-guardian object permissions; dashboard/access.py is the one place that answers.
+# are django-guardian object permissions; core/access.py is the one place that answers.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out sign-ins before any password check
     "django.contrib.auth.backends.ModelBackend",
@@ -263,7 +264,7 @@ AXES_FAILURE_LIMIT = env_int("VIRTFLEET_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("VIRTFLEET_LOGIN_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "dashboard.net.client_ip"  # X-Forwarded-For only behind our own proxy
+AXES_CLIENT_IP_CALLABLE = "core.net.client_ip"  # X-Forwarded-For only behind our own proxy
 AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
 AXES_VERBOSE = False
 
@@ -285,7 +286,7 @@ SESSION_COOKIE_SECURE = not DEBUG and env_bool("VIRTFLEET_SECURE_COOKIES", True)
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 CSRF_COOKIE_SAMESITE = "Lax"
-CSRF_FAILURE_VIEW = "dashboard.middleware.csrf_failure"
+CSRF_FAILURE_VIEW = "core.middleware.csrf_failure"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -362,7 +363,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "dashboard.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

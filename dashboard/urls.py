@@ -7,7 +7,8 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api import TokenViewSet
 from audit.api import AuditEventViewSet
-from dashboard import api, views
+from core import api
+from dashboard import views
 from hosts.api import HostViewSet
 from vms.api import JobViewSet, VMViewSetWithMigration
 from vms.urls import jobs_patterns
@@ -20,7 +21,7 @@ router.register("jobs", JobViewSet, basename="api-job")
 router.register("audit", AuditEventViewSet, basename="api-audit")
 router.register("tokens", TokenViewSet, basename="api-token")
 
-handler403 = "dashboard.middleware.permission_denied"
+handler403 = "core.middleware.permission_denied"
 
 urlpatterns = [
     path("", views.fleet, name="fleet"),

@@ -6,8 +6,8 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from dashboard import access
-from dashboard.pagination import PER_PAGE_CHOICES, paginate, query_without
+from core import access
+from core.pagination import PER_PAGE_CHOICES, paginate, query_without
 from hosts.selectors import fleet_hosts, fleet_summary, host_choices
 from vms.actions import ACTIONS
 from vms.models import VMState

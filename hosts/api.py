@@ -6,9 +6,9 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from dashboard import access
-from dashboard.api import validated
-from dashboard.net import client_ip
+from core import access
+from core.api import validated
+from core.net import client_ip
 
 from . import services
 from .selectors import host_get, host_list
@@ -61,7 +61,7 @@ class HostViewSet(viewsets.ViewSet):
             "migration_address": host.migration_address,
         }
         if not isinstance(request.data, dict):
-            from dashboard.errors import ServiceError
+            from core.errors import ServiceError
 
             raise ServiceError("Send a JSON object.")
         data = validated(HostWriteSerializer, {**current, **request.data}, partial=True)
@@ -96,7 +96,7 @@ class HostViewSet(viewsets.ViewSet):
         if what == "leave":
             host_maintenance_leave(host=host, user=request.user)
             return Response(HostSerializer(host_get(host_id=pk)).data)
-        from dashboard.errors import ServiceError
+        from core.errors import ServiceError
 
         raise ServiceError('action must be "enter" or "leave".', field="action")
 

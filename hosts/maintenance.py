@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from audit.services import audit_record, audit_refusal
-from dashboard import access
-from dashboard.errors import Conflict, ServiceError
+from core import access
+from core.errors import Conflict, ServiceError
 from vms import jobs
 from vms.models import TERMINAL_STATUSES, VM, Job, JobEvent, JobKind, JobStatus
 

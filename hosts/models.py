@@ -1,7 +1,7 @@
 from django.db import models
 from django.utils import timezone
 
-from dashboard.crypto import EncryptedTextField
+from core.crypto import EncryptedTextField
 
 
 class HostState(models.TextChoices):

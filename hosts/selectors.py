@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet, Sum
 
-from dashboard import access
-from dashboard.errors import NotFound
-from dashboard.params import parse_id
+from core import access
+from core.errors import NotFound
+from core.params import parse_id
 
 from .models import Host
 

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from audit.services import audit_record
-from dashboard import access
-from dashboard.errors import Conflict, ServiceError
-from dashboard.realtime import FLEET_GROUP, host_group, push_on_commit
+from core import access
+from core.errors import Conflict, ServiceError
+from core.realtime import FLEET_GROUP, host_group, push_on_commit
 from virt import Credentials, HostInfo, InvalidURI, VirtError, open_connection, parse_uri
 
 from . import connections

@@ -8,11 +8,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from dashboard import access
-from dashboard.errors import Forbidden, ServiceError
-from dashboard.net import client_ip
-from dashboard.pagination import paginate, query_without
-from dashboard.shortcuts import get_or_404
+from core import access
+from core.errors import Forbidden, ServiceError
+from core.net import client_ip
+from core.pagination import paginate, query_without
+from core.shortcuts import get_or_404
 from vms.selectors import VMFilter, sort_key, vm_list
 
 from . import services

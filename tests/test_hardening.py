@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client, override_settings
 
-from dashboard.net import client_ip, forwarded_client
+from core.net import client_ip, forwarded_client
 
 WEB1 = "11111111-1111-4111-8111-111111111101"
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from dashboard import crypto
+from core import crypto
 from hosts.models import Host
 from tests.bootstrap import ROOT
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from guardian.admin import GuardedModelAdmin
 
-from dashboard.admin import ReadOnlyGuardedAdmin
+from core.admin import ReadOnlyGuardedAdmin
 
 from .models import VM
 

@@ -7,9 +7,9 @@ from rest_framework.decorators import action
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from dashboard import access
-from dashboard.api import validated
-from dashboard.net import client_ip
+from core import access
+from core.api import validated
+from core.net import client_ip
 
 from . import jobs
 from .models import VM, JobKind, JobStatus, VMState
@@ -150,7 +150,7 @@ class PreflightResultSerializer(serializers.Serializer):
 
 def _target(request, pk):
     """The target host; one the caller may not see is answered like one that does not exist."""
-    from dashboard.errors import NotFound
+    from core.errors import NotFound
     from hosts.models import Host
 
     host = access.visible_hosts(request.user, Host.objects.filter(pk=pk)).first()

@@ -26,9 +26,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.services import audit_record, audit_refusal
-from dashboard import access
-from dashboard.access import may_open_console
-from dashboard.errors import Conflict, Forbidden, ServiceError
+from core import access
+from core.access import may_open_console
+from core.errors import Conflict, Forbidden, ServiceError
 from hosts.connections import host_connection
 from virt import DomainNotFound, HostUnreachable, VirtError, parse_uri
 from virt.console import ConsoleUnavailable, VNCTarget, console_target

@@ -6,7 +6,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dashboard import access
+from core import access
 
 from .console import console_sessions, console_ticket_issue
 from .models import ConsoleSession

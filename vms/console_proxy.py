@@ -36,7 +36,7 @@ from websockify.websocket import WebSocketWantReadError
 from websockify.websocketproxy import ProxyRequestHandler, WebSocketProxy
 from websockify.websockifyserver import WebSockifyServer
 
-from dashboard.net import forwarded_client
+from core.net import forwarded_client
 from virt.console import ConsoleConnectFailed, VNCStream, connect_target
 from virt.rfb import RFBError, browser_handshake, server_handshake
 

@@ -5,9 +5,9 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import access
-from dashboard.errors import ServiceError
-from dashboard.shortcuts import get_or_404
+from core import access
+from core.errors import ServiceError
+from core.shortcuts import get_or_404
 
 from .console import console_refusal, console_sessions, console_ticket_issue
 from .selectors import vm_get

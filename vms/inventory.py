@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dashboard.realtime import FLEET_GROUP, host_group, push_on_commit, vm_group
+from core.realtime import FLEET_GROUP, host_group, push_on_commit, vm_group
 from hosts.models import Host
 from virt import DomainInfo, DomainNotFound, VirtError
 from virt.domains import is_incoming_migration

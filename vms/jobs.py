@@ -21,9 +21,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import FROM_REQUEST, audit_record, audit_refusal, job_outcome
-from dashboard import access
-from dashboard.errors import Conflict, Forbidden, ServiceError
-from dashboard.realtime import JOBS_GROUP, job_group, push_on_commit, vm_group
+from core import access
+from core.errors import Conflict, Forbidden, ServiceError
+from core.realtime import JOBS_GROUP, job_group, push_on_commit, vm_group
 from hosts.connections import host_connection, manager
 from virt import DomainNotFound, HostConnection, OperationAborted, VirtError
 

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from dashboard.errors import ServiceError
-from dashboard.realtime import JOBS_GROUP, job_group, push_now, vm_group
+from core.errors import ServiceError
+from core.realtime import JOBS_GROUP, job_group, push_now, vm_group
 from hosts.connections import host_connection
 from hosts.models import Host, HostState
 from virt import DomainNotFound, OperationAborted, VirtError
@@ -51,7 +51,7 @@ class Target:
 
 def migration_targets(*, vm: VM, user=None) -> list[Target]:
     """Every other host (that ``user`` may see), with whether it can take the VM at all and why not."""
-    from dashboard import access
+    from core import access
     from hosts.selectors import host_list
 
     targets = []
@@ -194,8 +194,8 @@ def migration_request(
     ``user`` must be allowed to migrate the VM and to see the target host; a child of a maintenance job
     (``parent``) acts under the maintenance right its parent was checked for.
     """
-    from dashboard import access
-    from dashboard.errors import Conflict
+    from core import access
+    from core.errors import Conflict
 
     if parent is None:
         access.require(user, access.MIGRATE, vm, what="vm.migrate")
@@ -226,7 +226,7 @@ def migration_request(
 def migration_postcopy(*, job: Job, user=None) -> Job:
     """Ask a running migration to switch to post-copy (it must have been started with post-copy allowed)."""
     from audit.services import audit_record
-    from dashboard import access
+    from core import access
 
     access.require(user, access.MIGRATE, job, what="job.postcopy")
     if job.kind != JobKind.MIGRATE or job.status != JobStatus.RUNNING:

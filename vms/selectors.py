@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from dashboard.errors import NotFound
-from dashboard.params import parse_id
+from core.errors import NotFound
+from core.params import parse_id
 
 from .models import VM, VMState
 

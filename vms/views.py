@@ -10,13 +10,13 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import XmlLexer
 
-from dashboard import access
-from dashboard.errors import Forbidden, ServiceError
-from dashboard.middleware import login_required_json
-from dashboard.net import client_ip
-from dashboard.pagination import paginate, query_without
-from dashboard.params import parse_id
-from dashboard.shortcuts import get_or_404
+from core import access
+from core.errors import Forbidden, ServiceError
+from core.middleware import login_required_json
+from core.net import client_ip
+from core.pagination import paginate, query_without
+from core.params import parse_id
+from core.shortcuts import get_or_404
 from hosts.selectors import host_list
 
 from . import actions, jobs

@@ -3,19 +3,19 @@ rest with VIRTFLEET_SECRETS_KEY: existing plain-text passwords are encrypted in 
 
 from django.db import migrations, models
 
-import dashboard.crypto
+import core.crypto
 
 
 def encrypt_existing(apps, schema_editor):
     Host = apps.get_model("hosts", "Host")
     for pk, password in Host.objects.exclude(sasl_password="").values_list("pk", "sasl_password"):
-        Host.objects.filter(pk=pk).update(sasl_password=dashboard.crypto.encrypt(password))
+        Host.objects.filter(pk=pk).update(sasl_password=core.crypto.encrypt(password))
 
 
 def decrypt_existing(apps, schema_editor):
     Host = apps.get_model("hosts", "Host")
     for pk, token in Host.objects.exclude(sasl_password="").values_list("pk", "sasl_password"):
-        Host.objects.filter(pk=pk).update(sasl_password=dashboard.crypto.decrypt(token, what="Host.sasl_password"))
+        Host.objects.filter(pk=pk).update(sasl_password=core.crypto.decrypt(token, what="Host.sasl_password"))
 
 
 class Migration(migrations.Migration):
@@ -47,6 +47,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="host",
             name="sasl_password",
-            field=dashboard.crypto.EncryptedTextField(blank=True, verbose_name="SASL password"),
+            field=core.crypto.EncryptedTextField(blank=True, verbose_name="SASL password"),
         ),
     ]

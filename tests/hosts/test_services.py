@@ -2,7 +2,7 @@ import socket
 
 import pytest
 
-from dashboard.errors import ServiceError
+from core.errors import ServiceError
 from hosts.models import Host
 from hosts.services import host_add, host_mark_unreachable, host_remove, host_sync, host_update
 from tests.helpers import driver_uri
@@ -120,7 +120,7 @@ def test_sync_of_an_unreachable_host_marks_it_and_keeps_its_vms(host_a):
 
 
 def test_removing_a_host_with_an_active_job_is_refused(host_a, admin_user):
-    from dashboard.errors import Conflict
+    from core.errors import Conflict
     from vms.jobs import job_request
 
     job_request(vm=VM.objects.get(name="web-1"), kind="suspend", user=admin_user)  # stays queued

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from dashboard.errors import Forbidden, ServiceError
+from core.errors import Forbidden, ServiceError
 from virt import parse_uri
 from virt.console import ConsoleEndpoint, ConsoleUnavailable, console_target, graphics_endpoint_from_xml, ssh_command
 from virt.domains import PowerState
@@ -356,7 +356,7 @@ def test_a_ticket_is_refused_when_its_owner_lost_the_right_before_using_it(conso
     assign_perm("hosts.console_vms", vera, console_host)
     ticket = console_ticket_issue(user=vera, vm=vm(LOOPBACK))
     remove_perm("hosts.console_vms", vera, console_host)
-    from dashboard import access
+    from core import access
 
     access.forget(vera)
     with pytest.raises(TicketRefused) as err:

@@ -15,7 +15,7 @@ WEB1 = "11111111-1111-4111-8111-111111111101"
 def pushes(monkeypatch):
     """Events handed to the channel layer (the layer itself is tested in tests/dashboard)."""
     sent = []
-    monkeypatch.setattr("dashboard.realtime.push_now", lambda groups, event: sent.append((groups, event)))
+    monkeypatch.setattr("core.realtime.push_now", lambda groups, event: sent.append((groups, event)))
     return sent
 
 

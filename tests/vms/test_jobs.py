@@ -2,7 +2,7 @@
 
 import pytest
 
-from dashboard.errors import Conflict, ServiceError
+from core.errors import Conflict, ServiceError
 from vms import jobs
 from vms.models import VM, Job, JobStatus
 
@@ -270,7 +270,7 @@ def test_bulk_request_makes_one_job_per_vm_and_lists_refusals(host_a, admin_user
 
 def test_job_updated_events_have_the_declared_shape(host_a, run, monkeypatch):
     sent = []
-    monkeypatch.setattr("dashboard.realtime.push_now", lambda groups, event: sent.append((groups, event)))
+    monkeypatch.setattr("core.realtime.push_now", lambda groups, event: sent.append((groups, event)))
     job = run(WEB1, "suspend")
     updates = [(g, e) for g, e in sent if e["type"] == "job.updated"]
     assert [e["job"]["status"] for _, e in updates][:2] == ["queued", "running"] and updates[-1][1]["job"][

@@ -6,7 +6,7 @@ The libvirt test driver cannot migrate; the migration itself is tested end to en
 
 import pytest
 
-from dashboard.errors import ServiceError
+from core.errors import ServiceError
 from hosts.maintenance import host_maintenance_enter, host_maintenance_leave, maintenance_plan
 from hosts.models import Host
 from tests.helpers import domain_xml

@@ -5,8 +5,8 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
-from dashboard.consumers import LiveConsumer, topic_group
-from dashboard.realtime import push_now
+from core.consumers import LiveConsumer, topic_group
+from core.realtime import push_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

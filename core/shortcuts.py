@@ -7,8 +7,8 @@ from typing import TypeVar
 
 from django.http import Http404
 
-from dashboard import access
-from dashboard.errors import NotFound
+from core import access
+from core.errors import NotFound
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 Thin: it checks the login, lets the page subscribe to topics (``fleet``, ``jobs``, ``host:<id>``,
 ``vm:<uuid>``, ``job:<id>``), joins the matching Channels groups and forwards the typed events
-services push there. A user only receives what they may see (``dashboard.access``).
+services push there. A user only receives what they may see (``core.access``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import uuid as uuidlib
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from dashboard import access
-from dashboard.realtime import FLEET_GROUP, JOBS_GROUP, host_group, job_group, vm_group
+from core import access
+from core.realtime import FLEET_GROUP, JOBS_GROUP, host_group, job_group, vm_group
 
 MAX_TOPICS = 200
 REFRESH_SECONDS = access.CACHE_SECONDS  # permissions are read again this often while a socket is open
@@ -129,7 +129,7 @@ def _reload(user):
 
 def _audit_refused(scope, topic: str) -> None:
     from audit.services import audit_refusal
-    from dashboard.net import forwarded_client
+    from core.net import forwarded_client
 
     headers = dict(scope.get("headers") or [])
     peer = (scope.get("client") or [None])[0]

@@ -1,12 +1,12 @@
 """``{% may "operate" vm as can_operate %}``: what the signed-in user may do, for showing buttons.
 
-Backed by dashboard.access (the same answers the services enforce); the UI only hides what the
+Backed by core.access (the same answers the services enforce); the UI only hides what the
 server would refuse anyway.
 """
 
 from django import template
 
-from dashboard import access
+from core import access
 
 register = template.Library()
 

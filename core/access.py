@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet
 
-from dashboard.errors import Forbidden
+from core.errors import Forbidden
 
 # --- actions --------------------------------------------------------------------------------------------
 VIEW = "view"  # see a host, VM or job (and, for a host, its VMs)
@@ -82,7 +82,7 @@ class Visibility:
         return host_id in self.host_ids or (target_host_id is not None and target_host_id in self.host_ids)
 
     def allows(self, event: dict) -> bool:
-        """May this user receive ``event`` (a dashboard.realtime event)?"""
+        """May this user receive ``event`` (a core.realtime event)?"""
         if self.everything:
             return True
         kind = event.get("type")

@@ -1,4 +1,4 @@
-"""dashboard.access: roles, object permissions on hosts and VMs, and what each user sees — in
+"""core.access: roles, object permissions on hosts and VMs, and what each user sees — in
 answers, in querysets and on the live socket (with the real Redis channel layer)."""
 
 import pytest
@@ -6,9 +6,9 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from guardian.shortcuts import assign_perm, remove_perm
 
-from dashboard import access
-from dashboard.errors import Forbidden
-from dashboard.realtime import push_now
+from core import access
+from core.errors import Forbidden
+from core.realtime import push_now
 from hosts.models import Host
 from vms.models import VM, Job
 
@@ -155,7 +155,7 @@ def test_query_counts_do_not_grow_with_the_rows_a_scoped_user_sees(
 
 # --- the live socket ---------------------------------------------------------------------------------------
 def as_user(user):
-    from dashboard.consumers import LiveConsumer
+    from core.consumers import LiveConsumer
 
     app = LiveConsumer.as_asgi()
 
@@ -235,7 +235,7 @@ async def test_socket_of_a_host_operator_follows_a_vm_that_migrates_onto_the_hos
 
 @pytest.mark.django_db(transaction=True)
 async def test_socket_of_a_user_who_is_disabled_is_closed(host_a, make_user, monkeypatch):
-    from dashboard import consumers
+    from core import consumers
 
     viewer = await database_sync_to_async(make_user)("vic", "viewer")
     comm, _ = await subscribe(viewer, ["fleet"])

@@ -1,10 +1,10 @@
-"""A refused request (dashboard.errors.Forbidden from access.require) becomes a 403 that says why:
-a page for browsers, JSON for scripts. The API answers for itself (dashboard.api)."""
+"""A refused request (core.errors.Forbidden from access.require) becomes a 403 that says why:
+a page for browsers, JSON for scripts. The API answers for itself (core.api)."""
 
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from dashboard.errors import Forbidden
+from core.errors import Forbidden
 
 
 def wants_json(request) -> bool:

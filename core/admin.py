@@ -6,7 +6,7 @@ It is where users get roles and where object permissions on chosen hosts and VMs
 
 from django.contrib import admin
 
-from dashboard import access
+from core import access
 
 
 class VirtfleetAdminSite(admin.AdminSite):

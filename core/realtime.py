@@ -59,7 +59,7 @@ class MigrationProgress(TypedDict):
     type: Literal["migration.progress"]
     job_id: int
     vm_uuid: str
-    host: int | None  # source and target host ids: who may see it (dashboard.access.Visibility)
+    host: int | None  # source and target host ids: who may see it (core.access.Visibility)
     target_host: int | None
     progress: dict[str, Any]
 

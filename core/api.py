@@ -10,7 +10,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from dashboard.errors import ServiceError
+from core.errors import ServiceError
 
 log = logging.getLogger(__name__)
 

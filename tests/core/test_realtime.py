@@ -1,11 +1,11 @@
-"""Every event type is sent to the right groups with its declared shape (dashboard.realtime)."""
+"""Every event type is sent to the right groups with its declared shape (core.realtime)."""
 
 import asyncio
 
 import pytest
 from channels.layers import get_channel_layer
 
-from dashboard.realtime import EVENT_TYPES, push_now
+from core.realtime import EVENT_TYPES, push_now
 from hosts.services import host_mark_unreachable, host_remove, host_sync
 
 
