@@ -53,35 +53,13 @@ def _request_user():
 
 
 def _target_fields(target) -> dict:
-    """Columns describing ``target`` (a Host, VM, Job or anything with a pk and a name)."""
-    from hosts.models import Host
-    from vms.models import VM, Job
-
+    """Columns describing ``target``: what its ``audit_target()`` says (hosts, VMs, jobs...), or its
+    pk and name for anything else."""
     if target is None:
         return {}
-    if isinstance(target, VM):
-        return {
-            "target_type": "vm",
-            "target_id": str(target.uuid),
-            "target_name": target.name,
-            "vm_uuid": target.uuid,
-            "vm_name": target.name,
-            "host_ref": target.host_id,
-            "host_name": target.host.name if target.host_id else "",
-        }
-    if isinstance(target, Host):
-        return {"target_type": "host", "target_id": str(target.pk or ""), "target_name": target.name,
-                "host_ref": target.pk, "host_name": target.name}  # fmt: skip
-    if isinstance(target, Job):
-        return {
-            "target_type": "job",
-            "target_id": str(target.pk),
-            "target_name": f"{target.get_kind_display()} {target.vm_name or target.host_name}".strip(),
-            "vm_uuid": target.vm_uuid,
-            "vm_name": target.vm_name,
-            "host_ref": target.host_id,
-            "host_name": target.host_name,
-        }
+    describe = getattr(target, "audit_target", None)
+    if describe is not None:
+        return describe()
     name = getattr(target, "name", "") or str(target)
     return {
         "target_type": type(target).__name__.lower(),
@@ -163,3 +141,10 @@ def audit_refusal(
 def job_outcome(status: str) -> str:
     """The audit outcome of a job that ended in ``status``."""
     return {"succeeded": Outcome.OK, "cancelled": Outcome.CANCELLED}.get(status, Outcome.FAILED)
+
+
+def record_access_refusal(sender, *, user, action: str, target=None, message: str = "", details=None, **extra) -> None:
+    """Receiver of core.access.refused: every refusal anywhere lands in the audit log."""
+    extra.pop("signal", None)
+    audit_refusal(user=user, action=action, target=target, message=message, details=details,
+                  ip=extra.pop("ip", FROM_REQUEST), **extra)  # fmt: skip

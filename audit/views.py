@@ -4,17 +4,19 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from core.filters import values
 from core.pagination import PER_PAGE_CHOICES, paginate, query_without
 
 from .models import Outcome
-from .selectors import AuditFilter, audit_actions, audit_list, shows_addresses
+from .selectors import AuditFilterSet, audit_actions, audit_readable, shows_addresses
 
 
 @login_required
 @require_GET
 def audit_log(request):
-    filters = AuditFilter.from_params(request.GET)
-    page = paginate(audit_list(user=request.user, filters=filters), request)
+    filterset = AuditFilterSet(request.GET, queryset=audit_readable(user=request.user))
+    page = paginate(filterset.qs, request)
+    filters = values(filterset, host_id="host", vm_uuid="vm")
     return render(
         request,
         "audit/list.html",

@@ -32,8 +32,9 @@ def main() -> int:
     libvirt.registerErrorHandler(lambda *a: None, None)
     with BenchEnv("jobs", fake_hosts=hosts, vms_per_host=args.vms) as env:
         env.sync_all()
-        from vms.jobs import job_request
-        from vms.models import VM, Job
+        from jobs.models import Job
+        from vms.models import VM
+        from vms.services import vm_job_request
 
         stack = env.stack
         from tests.e2e.stack import wait_for
@@ -54,7 +55,7 @@ def main() -> int:
         plan = [(vm, "suspend" if vm.state == "running" else "resume") for vm in vms]
 
         started = time.perf_counter()
-        ids = [job_request(vm=vm, kind=kind).pk for vm, kind in plan]
+        ids = [vm_job_request(vm=vm, action=kind).pk for vm, kind in plan]
         requested = time.perf_counter() - started
         wait_for(lambda: Job.objects.filter(pk__in=ids, status__in=["succeeded", "failed"]).count() == len(ids), 600,
                  interval=0.2, message="every job to finish")  # fmt: skip

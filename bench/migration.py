@@ -49,8 +49,9 @@ def virsh_migrate(src, dst, guest: str) -> float:
 
 
 def virtfleet_migrate(vm_uuid: str, target, params: dict | None = None) -> tuple[float, object]:
-    from vms.migration import migration_request
-    from vms.models import VM, Job
+    from jobs.models import Job
+    from migration.services import migration_request
+    from vms.models import VM
 
     vm = VM.objects.select_related("host").get(uuid=vm_uuid)
     started = time.perf_counter()

@@ -13,6 +13,10 @@ what the user may see, and ``Visibility`` filters the live events a socket recei
 
 ``user=None`` stands for Virtfleet itself (a worker, the listener, a management command): it may
 everything. Requests always carry a user (AnonymousUser when signed out), never None.
+
+This module sits below every app: it imports none of them. Each app registers the models rights
+apply to (``register_model("host", Host)`` in its AppConfig.ready), and refusals are announced on
+the ``refused`` signal, which the audit log records.
 """
 
 from __future__ import annotations
@@ -22,8 +26,29 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet
+from django.dispatch import Signal
 
 from core.errors import Forbidden
+
+# Sent on every refusal: user, action ("<kind>.<verb>"), target (or None), message, details, ip.
+refused = Signal()
+
+# --- the models rights apply to, registered by their apps -------------------------------------------------
+_MODELS: dict[str, type] = {}
+
+
+def register_model(kind: str, model: type) -> None:
+    """Make ``model`` a kind access knows ("host", "vm", "job"): objects of it can be asked about."""
+    _MODELS[kind] = model
+    model.access_kind = kind  # type: ignore[attr-defined]
+
+
+def _model(kind: str):
+    try:
+        return _MODELS[kind]
+    except KeyError:
+        raise LookupError(f"access: no model registered as {kind!r} (is its app installed?)") from None
+
 
 # --- actions --------------------------------------------------------------------------------------------
 VIEW = "view"  # see a host, VM or job (and, for a host, its VMs)
@@ -81,28 +106,15 @@ class Visibility:
             return True
         return host_id in self.host_ids or (target_host_id is not None and target_host_id in self.host_ids)
 
-    def allows(self, event: dict) -> bool:
-        """May this user receive ``event`` (a core.realtime event)?"""
+    def allows(self, audience: dict) -> bool:
+        """May this user receive an event meant for ``audience`` ({"vm": uuid or None, "hosts": [ids]},
+        what core.realtime sends beside every event)?"""
         if self.everything:
             return True
-        kind = event.get("type")
-        if kind == "vm.updated":
-            vm = event["vm"]
-            return self.allows_vm(uuid=vm["uuid"], host_id=vm.get("host"))
-        if kind == "host.updated":
-            return self.allows_host(event["host"]["id"])
-        if kind == "host.removed":
-            return self.allows_host(event["host_id"])
-        if kind == "job.updated":
-            job = event["job"]
-            return self.allows_job(
-                vm_uuid=job.get("vm_uuid"), host_id=job.get("host"), target_host_id=job.get("target_host")
-            )
-        if kind == "migration.progress":
-            return self.allows_job(
-                vm_uuid=event.get("vm_uuid"), host_id=event.get("host"), target_host_id=event.get("target_host")
-            )
-        return False
+        vm = audience.get("vm")
+        if vm and str(vm) in self.vm_uuids:
+            return True
+        return any(h in self.host_ids for h in audience.get("hosts") or ())
 
 
 EVERYTHING = Visibility(everything=True)
@@ -137,9 +149,7 @@ class _Rights:
         return self._visibility
 
     def _compute_visibility(self) -> Visibility:
-        from hosts.models import Host
-        from vms.models import VM
-
+        Host, VM = _model("host"), _model("vm")
         user = self.user
         if user.is_superuser or any(user.has_perm(perm) for perm in GLOBAL_VIEW_PERMS):
             return EVERYTHING
@@ -214,24 +224,16 @@ def visibility_for(user) -> Visibility:
 
 # --- may / require ---------------------------------------------------------------------------------------
 def _kind(obj) -> str:
-    from hosts.models import Host
-    from vms.models import VM, Job
-
     if obj is None:
         return "fleet"
-    if isinstance(obj, VM):
-        return "vm"
-    if isinstance(obj, Host):
-        return "host"
-    if isinstance(obj, Job):
-        return "job"
-    raise TypeError(f"access: unknown kind of object {type(obj).__name__}")
+    kind = getattr(obj, "access_kind", None)
+    if kind is None:
+        raise TypeError(f"access: unknown kind of object {type(obj).__name__}")
+    return kind
 
 
 def _may_on_vm(user, action: str, *, vm_pk: int | None, uuid, host_id: int | None) -> bool:
-    from hosts.models import Host
-    from vms.models import VM
-
+    Host, VM = _model("host"), _model("vm")
     if action == VIEW:
         return visibility_for(user).allows_vm(uuid=str(uuid), host_id=host_id)
     if action not in VM_PERMS:
@@ -246,8 +248,7 @@ def _may_on_vm(user, action: str, *, vm_pk: int | None, uuid, host_id: int | Non
 
 
 def _may_on_host(user, action: str, host_id: int | None) -> bool:
-    from hosts.models import Host
-
+    Host = _model("host")
     if action == VIEW:
         return visibility_for(user).allows_host(host_id)
     codename = HOST_PERMS.get(action)
@@ -260,25 +261,22 @@ def _may_on_host(user, action: str, host_id: int | None) -> bool:
 
 
 def _may_on_job(user, action: str, job) -> bool:
-    from vms.models import JobKind
-
     if action == VIEW:
         visibility = visibility_for(user)
         if visibility.allows_job(vm_uuid=job.vm_uuid, host_id=job.host_id, target_host_id=job.target_host_id):
             return True
-        if not job.vm_uuid:
+        if not job.vm_id:
             return False
         # a job from before its VM moved onto a host this user may see: the VM's history is theirs
-        from vms.models import VM
-
-        host_id = VM.objects.filter(uuid=job.vm_uuid).values_list("host_id", flat=True).first()
+        host_id = _model("vm").objects.filter(pk=job.vm_id).values_list("host_id", flat=True).first()
         return host_id is not None and visibility.allows_vm(uuid=str(job.vm_uuid), host_id=host_id)
     if action not in (CANCEL, MIGRATE):
         return False
-    # acting on a job (cancel it, switch a migration to post-copy) takes the right that started it
-    if job.kind == JobKind.MAINTENANCE:
-        return _may_on_host(user, MAINTAIN, job.host_id)
-    needed = MIGRATE if job.kind == JobKind.MIGRATE else OPERATE
+    # Acting on a job (cancel it, switch a migration to post-copy) takes the right that started it,
+    # on what it started on: its kind says which (jobs.kinds).
+    needed, on = job.required_right
+    if on == "host":
+        return _may_on_host(user, needed, job.host_id)
     return _may_on_vm(user, needed, vm_pk=job.vm_id, uuid=job.vm_uuid, host_id=job.host_id)
 
 
@@ -314,9 +312,7 @@ def may(user, action: str, obj=None) -> bool:
 
 
 def _has_any_object_perm(user, vm_codename: str, host_codename: str) -> bool:
-    from hosts.models import Host
-    from vms.models import VM
-
+    Host, VM = _model("host"), _model("vm")
     return bool(_object_pks(user, VM, [vm_codename]) or _object_pks(user, Host, [host_codename]))
 
 
@@ -355,10 +351,13 @@ def require(user, action: str, obj=None, *, what: str = "") -> None:
     if may(user, action, obj):
         return
     message = refusal_message(user, action, obj)
-    from audit.services import audit_refusal
-
-    audit_refusal(user=user, action=what or f"{_kind(obj)}.{action}", target=obj, message=message)
+    record_refusal(user=user, action=what or f"{_kind(obj)}.{action}", target=obj, message=message)
     raise Forbidden(message)
+
+
+def record_refusal(*, user, action: str, target=None, message: str = "", details: dict | None = None, **extra) -> None:
+    """Announce a refusal (the audit log records it at once, whatever transaction rolls back)."""
+    refused.send(sender=None, user=user, action=action, target=target, message=message, details=details, **extra)
 
 
 # --- querysets: lists, counts and totals hold only what the user may see ---------------------------------
@@ -376,17 +375,14 @@ def visible_hosts(user, qs: QuerySet) -> QuerySet:
 
 def visible_jobs(user, qs: QuerySet) -> QuerySet:
     """Jobs on hosts and VMs the user may see, including the history of a VM now on such a host."""
-    from vms.models import VM
-
     v = visibility_for(user)
     if v.everything:
         return qs
-    vms_on_hosts = VM.objects.filter(host_id__in=v.host_ids).values("uuid")
     return qs.filter(
         Q(host_id__in=v.host_ids)
         | Q(target_host_id__in=v.host_ids)
         | Q(vm_uuid__in=v.vm_uuids)
-        | Q(vm_uuid__in=vms_on_hosts)
+        | Q(vm__host_id__in=v.host_ids)
     )
 
 
@@ -404,18 +400,14 @@ def may_subscribe(user, topic: str) -> bool:
     if kind == "host":
         return visibility.allows_host(int(ident))
     if kind == "vm":
-        from vms.models import VM
-
         try:
             uuid = uuidlib.UUID(ident)
         except ValueError:
             return False
-        host_id = VM.objects.filter(uuid=uuid).values_list("host_id", flat=True).first()
+        host_id = _model("vm").objects.filter(uuid=uuid).values_list("host_id", flat=True).first()
         return host_id is not None and visibility.allows_vm(uuid=str(uuid), host_id=host_id)
     if kind == "job":
-        from vms.models import Job
-
-        job = Job.objects.filter(pk=int(ident)).only("vm_uuid", "host_id", "target_host_id").first()
+        job = _model("job").objects.filter(pk=int(ident)).only("vm_uuid", "host_id", "target_host_id").first()
         return job is not None and visibility.allows_job(
             vm_uuid=job.vm_uuid, host_id=job.host_id, target_host_id=job.target_host_id
         )

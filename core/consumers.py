@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from core import access
+from core.net import forwarded_client
 from core.realtime import FLEET_GROUP, JOBS_GROUP, host_group, job_group, vm_group
 
 MAX_TOPICS = 200
@@ -104,7 +105,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._refresh()
             if self.visibility is None:
                 return
-        if self.visibility.allows(event):
+        if self.visibility.allows(message.get("audience") or {}):
             await self.send_json(event)
 
     async def _refresh(self) -> None:
@@ -128,12 +129,9 @@ def _reload(user):
 
 
 def _audit_refused(scope, topic: str) -> None:
-    from audit.services import audit_refusal
-    from core.net import forwarded_client
-
     headers = dict(scope.get("headers") or [])
     peer = (scope.get("client") or [None])[0]
-    audit_refusal(
+    access.record_refusal(
         user=scope["user"],
         action="live.subscribe",
         message=f"may not follow {topic}",

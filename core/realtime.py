@@ -1,8 +1,13 @@
 """Pushing typed events to browsers through the Channels layer.
 
-Only services call ``push_on_commit``; it sends after the surrounding transaction commits, so a
-browser never sees a change that was rolled back. Group names come from the helpers below. Every
-event is a dict with a ``type`` from EVENT_TYPES and the shape declared by its TypedDict.
+Only services push, through ``push_on_commit``: it sends after the surrounding transaction
+commits, so a browser never sees a change that was rolled back. Group names come from the helpers
+below. Each app declares its events in its own ``events`` module as subclasses of ``Event``
+(pydantic models: the shape is checked when the event is built, and a malformed one never leaves
+the process); every payload that describes an object carries that object's ``version``, so a
+browser drops an event older than what it shows. Beside each event travels its audience — the VM
+and hosts it is about — which the live socket checks against the user's rights
+(core.access.Visibility) before forwarding it.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ import asyncio
 import logging
 import os
 import threading
-from typing import Any, Literal, TypedDict
+from typing import ClassVar, TypedDict
 
 from channels.layers import get_channel_layer
 from django.db import transaction
+from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger(__name__)
 
@@ -35,37 +41,44 @@ def job_group(job_id: int) -> str:
 
 
 # --- event schemas ----------------------------------------------------------------------------------
-class VMUpdated(TypedDict):
-    type: Literal["vm.updated"]
-    vm: dict[str, Any]  # vms.serializers.VMSerializer shape
+class Audience(TypedDict):
+    """Who may receive an event: those who may see this VM, or any of these hosts."""
+
+    vm: str | None
+    hosts: list[int]
 
 
-class HostUpdated(TypedDict):
-    type: Literal["host.updated"]
-    host: dict[str, Any]  # hosts.serializers.HostSerializer shape
+def audience(*, vm: object = None, hosts: list[int | None] | tuple = ()) -> Audience:
+    return {"vm": str(vm) if vm else None, "hosts": [h for h in hosts if h is not None]}
 
 
-class HostRemoved(TypedDict):
-    type: Literal["host.removed"]
-    host_id: int
+class Payload(BaseModel):
+    """An object as browsers receive it (the same shape as the API's): unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class JobUpdated(TypedDict):
-    type: Literal["job.updated"]
-    job: dict[str, Any]  # vms.serializers.JobSerializer shape
+class Event(BaseModel):
+    """One event type: a subclass per type, with ``type`` a Literal and its own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    TYPES: ClassVar[dict[str, type[Event]]] = {}
+    type: str  # each subclass: a Literal with that literal as its default
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs) -> None:
+        name = cls.model_fields["type"].default
+        if not isinstance(name, str) or name in Event.TYPES:
+            raise TypeError(f"event {cls.__name__}: type must be a new string default, got {name!r}")
+        Event.TYPES[name] = cls
+
+    def audience(self) -> Audience:
+        raise NotImplementedError
 
 
-class MigrationProgress(TypedDict):
-    type: Literal["migration.progress"]
-    job_id: int
-    vm_uuid: str
-    host: int | None  # source and target host ids: who may see it (core.access.Visibility)
-    target_host: int | None
-    progress: dict[str, Any]
-
-
-Event = VMUpdated | HostUpdated | HostRemoved | JobUpdated | MigrationProgress
-EVENT_TYPES = {"vm.updated", "host.updated", "host.removed", "job.updated", "migration.progress"}
+def event_types() -> dict[str, type[Event]]:
+    """Every declared event type (each app's events module adds its own when imported)."""
+    return dict(Event.TYPES)
 
 
 class _Pusher:
@@ -108,13 +121,15 @@ _pusher = _Pusher()
 
 def push_now(groups: list[str], event: Event) -> None:
     """Send ``event`` to ``groups`` immediately (use push_on_commit inside transactions)."""
-    assert event["type"] in EVENT_TYPES, event["type"]
+    if not isinstance(event, Event):
+        raise TypeError(f"push_now takes an Event, not {type(event).__name__}")
     try:
-        _pusher.send(groups, {"type": "push", "event": event})
+        message = {"type": "push", "event": event.model_dump(mode="json"), "audience": event.audience()}
+        _pusher.send(groups, message)
     except Exception:
         # A Redis hiccup must not fail the operation that caused the event; browsers refetch
         # what they show when their socket reconnects.
-        log.warning("could not push %s to %s", event["type"], groups, exc_info=True)
+        log.warning("could not push %s to %s", event.type, groups, exc_info=True)
 
 
 def push_on_commit(groups: list[str], event: Event) -> None:

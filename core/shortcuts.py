@@ -22,3 +22,14 @@ def get_or_404(request, fetch: Callable[[], T], action: str = access.VIEW, *, wh
         raise Http404(exc.message) from None
     access.require(request.user, action, obj, what=what)
     return obj
+
+
+def redirect_back(request, default: str):
+    """Back to the page the form came from (its ``next`` field, if it is on this site), else ``default``."""
+    from django.shortcuts import redirect
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect(default)

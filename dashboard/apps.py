@@ -6,3 +6,6 @@ class DashboardConfig(AppConfig):
 
     name = "dashboard"
     verbose_name = "Virtfleet"
+
+    def ready(self):
+        from . import tasks  # noqa: F401  (registers the history pruning task)

@@ -26,7 +26,7 @@ def _periodic(sender, **_kwargs):
             "task": "hosts.tasks.host_resync_all_task",
             "schedule": float(settings.VIRTFLEET["RESYNC_INTERVAL"]),
         },
-        "reap-interrupted-jobs": {"task": "vms.tasks.jobs_reap_task", "schedule": 30.0},
+        "reap-interrupted-jobs": {"task": "jobs.reap", "schedule": 30.0},
         "prune-history": {"task": "dashboard.tasks.prune_history_task", "schedule": 24 * 3600.0},
         **getattr(settings, "VIRTFLEET_EXTRA_BEAT", {}),
     }

@@ -16,6 +16,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import AuditEvent
+from audit.services import audit_record
+from console.models import ConsoleSession
+from jobs.models import TERMINAL_STATUSES, Job
+
 log = logging.getLogger(__name__)
 
 BATCH = 2000
@@ -56,10 +61,6 @@ def prune_history(
     """Delete history older than its retention (days; None = the setting, 0 = keep for ever).
 
     Audit events and console sessions share the audit retention: both answer "who did what"."""
-    from audit.models import AuditEvent
-    from audit.services import audit_record
-    from vms.models import TERMINAL_STATUSES, ConsoleSession, Job
-
     cfg = settings.VIRTFLEET
     now = now or timezone.now()
     job_cut = _cutoff(cfg["JOB_RETENTION_DAYS"] if job_days is None else job_days, now)

@@ -123,7 +123,10 @@ INSTALLED_APPS = [
     "core",
     "dashboard",
     "hosts",
+    "jobs",
     "vms",
+    "migration",
+    "console",
     "audit",
     "accounts",  # last: its post_migrate handler sets up the roles once every permission exists
 ]
@@ -227,11 +230,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "lifecycle"
 # Inventory reads never wait behind (or delay) VM operations; migrations get their own workers.
+# Jobs are sent to their kind's queue by the dispatcher (core.dispatch); these routes place what is
+# sent without one, and messages an older version queued under the task names it used then.
 CELERY_TASK_ROUTES = {
     "hosts.tasks.host_maintenance_task": {"queue": "lifecycle"},
     "hosts.tasks.*": {"queue": "inventory"},
     "vms.tasks.migration_*": {"queue": "migration"},
     "vms.tasks.*": {"queue": "lifecycle"},
+    "jobs.*": {"queue": "lifecycle"},
     "dashboard.tasks.*": {"queue": "inventory"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -376,7 +382,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # the schema is for signed-in users
-    "ENUM_NAME_OVERRIDES": {"HostStateEnum": "hosts.models.HostState", "VMStateEnum": "vms.models.VMState"},
+    "ENUM_NAME_OVERRIDES": {
+        "HostStateEnum": "hosts.models.HostState",
+        "VMStateEnum": "vms.models.VMState",
+        "JobStatusEnum": "jobs.models.JobStatus",
+    },
 }
 
 # --- Virtfleet -------------------------------------------------------------------------------------

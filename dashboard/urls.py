@@ -1,3 +1,5 @@
+"""Every URL of the site: each app's pages and API, the live socket lives in dashboard.routing."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -10,13 +12,14 @@ from audit.api import AuditEventViewSet
 from core import api
 from dashboard import views
 from hosts.api import HostViewSet
-from vms.api import JobViewSet, VMViewSetWithMigration
-from vms.urls import jobs_patterns
+from jobs.api import JobViewSet
+from vms.api import VMViewSet
+from vms.views import fleet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_format_suffixes = False  # one URL per endpoint (no .json twins): a smaller surface
 router.register("hosts", HostViewSet, basename="api-host")
-router.register("vms", VMViewSetWithMigration, basename="api-vm")
+router.register("vms", VMViewSet, basename="api-vm")
 router.register("jobs", JobViewSet, basename="api-job")
 router.register("audit", AuditEventViewSet, basename="api-audit")
 router.register("tokens", TokenViewSet, basename="api-token")
@@ -24,11 +27,13 @@ router.register("tokens", TokenViewSet, basename="api-token")
 handler403 = "core.middleware.permission_denied"
 
 urlpatterns = [
-    path("", views.fleet, name="fleet"),
+    path("", fleet, name="fleet"),
+    # migration and console pages and API sit under /vms/, /jobs/, /hosts/ and /api/: before those
+    path("", include("migration.urls")),
+    path("", include("console.urls")),
     path("hosts/", include("hosts.urls")),
     path("vms/", include("vms.urls")),
-    path("", include("vms.console_urls")),
-    path("jobs/", include(jobs_patterns)),
+    path("jobs/", include("jobs.urls")),
     path("audit/", include("audit.urls")),
     path("account/", include("accounts.urls")),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

@@ -1,17 +1,16 @@
 """JSON API for hosts: list, get, add, edit, remove, sync now."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
-from rest_framework import serializers, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from core import access
 from core.api import validated
-from core.net import client_ip
 
 from . import services
-from .selectors import host_get, host_list
+from .selectors import STATUS_FILTERS, HostFilterSet, host_get, host_list
 from .serializers import HostSerializer, HostWriteSerializer
 
 _ID = [OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]
@@ -21,7 +20,6 @@ _ID = [OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]
     retrieve=extend_schema(parameters=_ID),
     partial_update=extend_schema(parameters=_ID),
     destroy=extend_schema(parameters=_ID),
-    maintenance=extend_schema(parameters=_ID),
     sync=extend_schema(parameters=_ID),
 )
 class HostViewSet(viewsets.ViewSet):
@@ -29,9 +27,13 @@ class HostViewSet(viewsets.ViewSet):
 
     serializer_class = HostSerializer
 
-    @extend_schema(responses=HostSerializer(many=True))
+    @extend_schema(responses=HostSerializer(many=True), parameters=[
+        OpenApiParameter("q", OpenApiTypes.STR, description="name, URI or host name contains"),
+        OpenApiParameter("status", OpenApiTypes.STR, enum=list(STATUS_FILTERS)),
+    ])  # fmt: skip
     def list(self, request):
-        return Response(HostSerializer(access.visible_hosts(request.user, host_list()), many=True).data)
+        hosts = HostFilterSet(request.query_params, queryset=access.visible_hosts(request.user, host_list())).qs
+        return Response(HostSerializer(hosts, many=True).data)
 
     @extend_schema(responses=HostSerializer)
     def retrieve(self, request, pk=None):
@@ -72,33 +74,6 @@ class HostViewSet(viewsets.ViewSet):
     def destroy(self, request, pk=None):
         services.host_remove(host=_host(request, pk, access.MANAGE, "host.remove"), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-    @extend_schema(
-        request=inline_serializer(
-            "MaintenanceRequest", {"action": serializers.ChoiceField(choices=["enter", "leave"])}
-        ),
-        responses={202: None, 200: HostSerializer},
-        description="enter: refuse new VMs and live-migrate every running VM away (a job); leave: back in service.",
-    )
-    @action(detail=True, methods=["post"])
-    def maintenance(self, request, pk=None):
-        from vms.serializers import JobSerializer
-
-        from .maintenance import host_maintenance_enter, host_maintenance_leave
-
-        what = request.data.get("action") if isinstance(request.data, dict) else None
-        host = _host(
-            request, pk, access.MAINTAIN, f"host.maintenance.{what if what in ('enter', 'leave') else 'enter'}"
-        )
-        if what == "enter":
-            job = host_maintenance_enter(host=host, user=request.user, ip=client_ip(request))
-            return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
-        if what == "leave":
-            host_maintenance_leave(host=host, user=request.user)
-            return Response(HostSerializer(host_get(host_id=pk)).data)
-        from core.errors import ServiceError
-
-        raise ServiceError('action must be "enter" or "leave".', field="action")
 
     @extend_schema(request=None, responses={202: None})
     @action(detail=True, methods=["post"])

@@ -9,8 +9,9 @@ Threads and who does what:
 - the main thread keeps the leases (hosts/leases.py), starts and stops watchers, and reconnects
   lost hosts with capped exponential backoff.
 
-Events are hints: every change is re-read from libvirt and written by vms.inventory, which pushes
-typed events to the browsers.
+Events are hints: every change is re-read from libvirt and written by the inventory family that
+owns the object (hosts.inventory: domains come from vms.inventory), which pushes typed events to
+the browsers. The listener itself knows no family.
 """
 
 from __future__ import annotations
@@ -32,18 +33,15 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections
 
-from virt import DomainEvent, HostConnection, VirtError, ensure_event_loop
+from virt import HostConnection, VirtError, ensure_event_loop
 
 from . import connections
+from .inventory import Hint, families, family
 from .leases import LeaseBook
 from .models import Host
 from .services import host_mark_unreachable, host_sync
 
 log = logging.getLogger(__name__)
-
-
-# Lifecycle events that change only the power state: one state read is enough to follow them.
-STATE_ONLY = {"suspended", "resumed"}
 
 
 @dataclass
@@ -58,22 +56,23 @@ class ListenerConfig:
 
 
 class Shard(threading.Thread):
-    """A thread that re-reads VMs named by events, coalescing repeats of the same VM.
+    """A thread that re-reads objects named by events, coalescing repeats of the same object.
 
-    A pending re-read is "full" (configuration and state) unless every event behind it only
-    changes the power state (suspended/resumed), which one cheap state read answers.
+    A pending re-read is "full" unless every hint behind it said a cheap read answers it (a VM's
+    suspend/resume changes only its power state).
     """
 
     def __init__(self, index: int, handler):
         super().__init__(name=f"listener-shard-{index}", daemon=True)
-        self._pending: OrderedDict[tuple[int, str], bool] = OrderedDict()
+        self._pending: OrderedDict[tuple[int, str, str], bool] = OrderedDict()
         self._cond = threading.Condition()
         self._handler = handler
         self._stopping = False
 
-    def submit(self, host_id: int, uuid: str, *, full: bool = True) -> None:
+    def submit(self, host_id: int, hint: Hint) -> None:
+        full = hint.full
         with self._cond:
-            key = (host_id, uuid)
+            key = (host_id, hint.family, hint.key)
             if key in self._pending:
                 self._pending[key] = self._pending[key] or full
             else:
@@ -92,11 +91,11 @@ class Shard(threading.Thread):
                     self._cond.wait()
                 if self._stopping:
                     return
-                (host_id, uuid), full = self._pending.popitem(last=False)
+                (host_id, name, key), full = self._pending.popitem(last=False)
             try:
-                self._handler(host_id, uuid, full)
+                self._handler(host_id, Hint(family=name, key=key, full=full))
             except Exception:
-                log.exception("re-reading %s on host %s failed", uuid, host_id)
+                log.exception("re-reading %s %s on host %s failed", name, key, host_id)
 
 
 @dataclass
@@ -232,7 +231,8 @@ class Listener:
             conn = connections.host_connection(host)
             generation = w.generation + 1
             conn.on_close(lambda reason, w=w, g=generation: self._on_close(w, g, reason))
-            conn.register_events(lambda event, hid=w.host_id: self._on_event(hid, event))
+            for inventory in families():
+                inventory.subscribe(conn, lambda hint, hid=w.host_id: self._on_hint(hid, hint))
             with self._lock:
                 if self.watchers.get(w.host_id) is not w:
                     conn.close()  # dropped while we were connecting
@@ -278,10 +278,10 @@ class Listener:
             connections.manager().drop(w.host_id)
 
     # --- callbacks from libvirt's event-loop thread: record and return -------------------------------
-    def _on_event(self, host_id: int, event: DomainEvent) -> None:
+    def _on_hint(self, host_id: int, hint: Hint) -> None:
         self.events_received += 1
-        shard = self._shards[zlib.crc32(event.uuid.encode()) % len(self._shards)]
-        shard.submit(host_id, event.uuid, full=not (event.kind == "lifecycle" and event.detail in STATE_ONLY))
+        shard = self._shards[zlib.crc32(hint.key.encode()) % len(self._shards)]
+        shard.submit(host_id, hint)
 
     def _on_close(self, w: Watcher, generation: int, reason: str) -> None:
         self._closed_hosts.put((w.host_id, generation, reason))
@@ -299,19 +299,18 @@ class Listener:
                 self._pool.submit(self._lost, w, f"connection lost: {reason}")
 
     # --- re-reading one VM (on a shard thread) --------------------------------------------------------
-    def _reread(self, host_id: int, uuid: str, full: bool = True) -> None:
-        from vms.inventory import vm_reread
-
+    def _reread(self, host_id: int, hint: Hint) -> None:
         with self._lock:
             w = self.watchers.get(host_id)
             conn = w.conn if w else None
             host = w.host if w else None
-        if conn is None or host is None:
+        inventory = family(hint.family)
+        if conn is None or host is None or inventory is None:
             return  # the resync after reconnecting will cover it
         close_old_connections()
         try:
-            vm_reread(host=host, uuid=uuid, conn=conn, state_only=not full)
+            inventory.reread(host, conn, hint)
         except VirtError as exc:
-            log.info("could not re-read %s on %s: %s", uuid, host.name, exc)
+            log.info("could not re-read %s %s on %s: %s", hint.family, hint.key, host.name, exc)
             return
         w.events += 1

@@ -73,6 +73,8 @@ class Host(models.Model):
 
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
+    # Bumped on every change browsers see (hosts.events.host_changed); they drop older events.
+    version = models.PositiveBigIntegerField(default=1)
 
     class Meta:
         ordering = ["name"]
@@ -88,6 +90,11 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def audit_target(self) -> dict:
+        """How the audit log names this host."""
+        return {"target_type": "host", "target_id": str(self.pk or ""), "target_name": self.name,
+                "host_ref": self.pk, "host_name": self.name}  # fmt: skip
 
     @property
     def status(self) -> str:

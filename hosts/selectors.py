@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import django_filters
 from django.db.models import Count, Q, QuerySet, Sum
 
 from core import access
 from core.errors import NotFound
+from core.filters import SearchFilter
 from core.params import parse_id
 
 from .models import Host
@@ -20,6 +22,31 @@ def host_list() -> QuerySet[Host]:
         running_count=Count("vms", filter=running),
         vm_memory_kib=Sum("vms__memory_kib", filter=running),
     ).order_by("name")
+
+
+STATUS_FILTERS = {
+    "connected": Q(state="connected", maintenance=""),
+    "unreachable": Q(state__in=["unreachable", "error"]),
+    "maintenance": ~Q(maintenance=""),
+    "pending": Q(state="pending"),
+}
+
+
+class HostFilterSet(django_filters.FilterSet):
+    """The filters of the hosts list, on its page and in the API."""
+
+    q = SearchFilter(method="search", help_text="name, URI or host name contains")
+    status = django_filters.ChoiceFilter(choices=[(s, s) for s in STATUS_FILTERS], method="by_status")
+
+    class Meta:
+        model = Host
+        fields: list[str] = []
+
+    def search(self, qs, name, value):
+        return qs.filter(Q(name__icontains=value) | Q(uri__icontains=value) | Q(hostname__icontains=value))
+
+    def by_status(self, qs, name, value):
+        return qs.filter(STATUS_FILTERS[value])
 
 
 FLEET_PAGE_ALL_HOSTS_UP_TO = 12
@@ -53,33 +80,9 @@ def host_get(*, host_id: int) -> Host:
         raise NotFound(f"There is no host with id {str(host_id)[:40]}.") from None
 
 
-def host_payload(*, host: Host) -> dict:
-    """The ``host.updated`` event body for ``host`` (same shape as the API's host)."""
-    from .serializers import HostSerializer
-
-    if not hasattr(host, "vm_count"):
-        host = host_list().get(pk=host.pk)
-    return HostSerializer(host).data
-
-
-def fleet_summary(*, user) -> dict:
-    """Totals for the fleet header, over the hosts and VMs ``user`` may see."""
-    from vms.models import VM
-
-    hosts = access.visible_hosts(user, Host.objects.all()).aggregate(
-        total=Count("id"),
-        connected=Count("id", filter=Q(state="connected")),
-        unreachable=Count("id", filter=Q(state__in=["unreachable", "error"])),
-        maintenance=Count("id", filter=~Q(maintenance="")),
-        memory=Sum("memory_bytes"),
-        free_memory=Sum("free_memory_bytes"),
-        cpus=Sum("cpus"),
-    )
-    vms = access.visible_vms(user, VM.objects.present()).aggregate(
-        total=Count("id"),
-        running=Count("id", filter=Q(state="running")),
-        paused=Count("id", filter=Q(state="paused")),
-        shutoff=Count("id", filter=Q(state="shutoff")),
-        other=Count("id", filter=~Q(state__in=["running", "paused", "shutoff"])),
-    )
-    return {"hosts": hosts, "vms": vms}
+def visible_host(*, user, host_id) -> Host | None:
+    """The host with id ``host_id`` if it exists and ``user`` may see it (a choice in a form), else None."""
+    pk = parse_id(host_id)
+    if pk is None:
+        return None
+    return access.visible_hosts(user, Host.objects.filter(pk=pk)).first()

@@ -22,7 +22,7 @@ class HostSerializer(serializers.ModelSerializer):
             "last_sync", "state_changed", "hostname", "host_uuid", "arch", "cpu_model", "cpu_vendor",
             "cpus", "cpu_mhz", "memory_bytes", "free_memory_bytes", "hypervisor_type",
             "hypervisor_version", "libvirt_version", "sasl_username", "has_ssh_key",
-            "has_sasl_password", "peer_uri", "migration_address", "vm_count", "running_count",
+            "has_sasl_password", "peer_uri", "migration_address", "vm_count", "running_count", "version",
         ]  # fmt: skip
         read_only_fields = fields
 

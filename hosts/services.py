@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -11,13 +12,15 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from audit.services import audit_record
+from audit.services import audit_record, audit_refusal
 from core import access
+from core.dispatch import enqueue_on_commit
 from core.errors import Conflict, ServiceError
-from core.realtime import FLEET_GROUP, host_group, push_on_commit
 from virt import Credentials, HostInfo, InvalidURI, VirtError, open_connection, parse_uri
 
 from . import connections
+from .events import host_changed, host_removed
+from .inventory import Counts, families
 from .models import Host, HostState
 
 log = logging.getLogger(__name__)
@@ -82,8 +85,6 @@ def _clean_peer_uri(uri: str) -> str:
 
 
 def _clean_address(address: str) -> str:
-    import ipaddress
-
     address = (address or "").strip()
     if not address:
         return ""
@@ -192,7 +193,7 @@ def host_add(
         if info:
             _apply_node_info(host, info)
         host.save()
-        _push_host(host)
+        host_changed(host)
         if info and request_sync:
             _request_sync(host)
         audit_record(
@@ -257,7 +258,7 @@ def host_update(
             _apply_node_info(host, info)
             _set_state(host, HostState.CONNECTED, "")
         host.save()
-        _push_host(host)
+        host_changed(host)
         if transport_changed:
             _request_sync(host)
         if changed:
@@ -269,17 +270,13 @@ def host_update(
     return host
 
 
+SYNC_TASK = "hosts.tasks.host_sync_task"
+
+
 def _request_sync(host: Host) -> None:
-    """Have a worker read the host's inventory once the current transaction commits."""
-    from .tasks import host_sync_task
-
-    def send() -> None:
-        try:
-            host_sync_task.delay(host.pk)
-        except Exception as exc:  # broker down: the listener resyncs the host when it takes it
-            log.warning("could not queue a sync of %s: %s", host.name, exc)
-
-    transaction.on_commit(send)
+    """Have a worker read the host's inventory once the current transaction commits (a broker that
+    is down is only logged: the listener resyncs the host when it takes it)."""
+    enqueue_on_commit(SYNC_TASK, args=[host.pk], queue="inventory", quiet=True)
 
 
 def host_sync_request(*, host: Host, user=None) -> None:
@@ -322,44 +319,29 @@ def host_ensure(*, name: str, uri: str, ssh_key_path: str = "", migration_addres
 
 
 def host_remove(*, host: Host, user=None) -> None:
-    """Stop managing a host: its VM rows go with it (the VMs themselves are not touched)."""
-    from vms.models import VM
-
+    """Stop managing a host: its inventory rows go with it (the VMs themselves are not touched)."""
     access.require(user, access.MANAGE, host, what="host.remove")
-    busy = _active_jobs_on(host)
+    busy = host.jobs.active().count()  # type: ignore[attr-defined]  (jobs.Job's reverse relation)
     if busy:
         message = f"Host {host.name} has {busy} job(s) in progress; wait for them or cancel them first."
-        from audit.services import audit_refusal
-
         audit_refusal(user=user, action="host.remove", target=host, message=message)
         raise Conflict(message)
     host_id = host.pk
     with transaction.atomic():
         Host.objects.select_for_update().filter(pk=host_id).first()  # wait for a running sync of it
-        vm_rows = VM.objects.filter(host=host).count()
-        VM.objects.filter(also_on=host).update(also_on=None)
-        access.drop_object_permissions(VM, VM.objects.filter(host=host).values_list("pk", flat=True))
+        forgotten = [family.forget(host) for family in families()]
         access.drop_object_permissions(Host, [host_id])
-        VM.objects.filter(host=host).delete()
         audit_record(
             action="host.remove",
             user=user,
             target=host,
             host_ref=host_id,
-            message=f"removed {host.uri} and its {vm_rows} VM row(s) (the VMs were not touched)",
+            message=f"removed {host.uri} and its {', '.join(forgotten) or 'rows'} (the VMs were not touched)",
         )
         host.delete()
-        push_on_commit([FLEET_GROUP, host_group(host_id)], {"type": "host.removed", "host_id": host_id})
+        host_removed(host_id)
     connections.manager().drop(host_id)
     log.info("host %s removed", host.name)
-
-
-def _active_jobs_on(host: Host) -> int:
-    try:
-        from vms.models import Job
-    except ImportError:  # jobs arrive with the lifecycle work
-        return 0
-    return Job.objects.active().filter(host=host).count()
 
 
 # --- reachability and sync -----------------------------------------------------------------------------
@@ -378,24 +360,23 @@ def host_mark_unreachable(*, host: Host, error: str) -> None:
         host = Host.objects.select_for_update().get(pk=host.pk)
         if _set_state(host, HostState.UNREACHABLE, error):
             host.save(update_fields=["state", "last_error", "state_changed", "updated"])
-            _push_host(host)
+            host_changed(host)
             log.warning("host %s unreachable: %s", host.name, error)
 
 
 def host_sync(*, host: Host) -> SyncResult:
-    """Read every domain of ``host`` and make the inventory match (one bulk read, one transaction)."""
-    from vms.inventory import vm_reconcile
-
+    """Read the node and every object of every inventory family of ``host`` (domains first), and
+    make the rows match: one bulk read and one transaction per family."""
     started = timezone.now()
+    counts = Counts()
     try:
         conn = connections.host_connection(host)
         info = conn.node_info()
-        read_at = timezone.now()
-        domains = conn.list_domains()
+        for family in families():
+            counts.add(family.sync(host, conn))
     except VirtError as exc:
         host_mark_unreachable(host=host, error=str(exc))
         return SyncResult(host=host, ok=False, error=str(exc))
-    result = vm_reconcile(host=host, infos=domains, read_at=read_at)
     now = timezone.now()
     with transaction.atomic():
         host = Host.objects.select_for_update().get(pk=host.pk)
@@ -405,16 +386,17 @@ def host_sync(*, host: Host) -> SyncResult:
         host.last_seen = now
         host.last_sync = now
         host.save()
-        if result.changed or before != (host.state, host.free_memory_bytes, host.memory_bytes, host.last_error):
-            _push_host(host)
+        # (the families announce the host themselves when its VM counts change)
+        if before != (host.state, host.free_memory_bytes, host.memory_bytes, host.last_error):
+            host_changed(host)
     return SyncResult(
         host=host,
         ok=True,
-        created=result.created,
-        updated=result.updated,
-        moved=result.moved,
-        gone=result.gone,
-        domains=len(domains),
+        created=counts.created,
+        updated=counts.updated,
+        moved=counts.moved,
+        gone=counts.gone,
+        domains=counts.objects,
         seconds=(now - started).total_seconds(),
     )
 
@@ -422,9 +404,3 @@ def host_sync(*, host: Host) -> SyncResult:
 def host_sync_all() -> list[SyncResult]:
     """Resync every host (the periodic safety net and ``manage.py sync_hosts``)."""
     return [host_sync(host=host) for host in Host.objects.all()]
-
-
-def _push_host(host: Host) -> None:
-    from .selectors import host_payload
-
-    push_on_commit([FLEET_GROUP, host_group(host.pk)], {"type": "host.updated", "host": host_payload(host=host)})

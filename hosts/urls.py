@@ -10,5 +10,4 @@ urlpatterns = [
     path("<int:host_id>/edit/", views.host_edit, name="edit"),
     path("<int:host_id>/remove/", views.host_remove, name="remove"),
     path("<int:host_id>/sync/", views.host_sync, name="sync"),
-    path("<int:host_id>/maintenance/<str:action>/", views.host_maintenance, name="maintenance"),
 ]

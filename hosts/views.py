@@ -2,22 +2,20 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core import access
 from core.errors import Forbidden, ServiceError
-from core.net import client_ip
+from core.filters import values
+from core.pages import section_fragment
 from core.pagination import paginate, query_without
 from core.shortcuts import get_or_404
-from vms.selectors import VMFilter, sort_key, vm_list
 
 from . import services
 from .forms import HostAddForm, HostEditForm
-from .selectors import host_get, host_list
+from .selectors import STATUS_FILTERS, HostFilterSet, host_get, host_list
 
 
 def _host_or_404(request, host_id: int, action: str = access.VIEW, what: str = ""):
@@ -28,29 +26,16 @@ def _form_error(form, exc: ServiceError) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, exc.message)
 
 
-STATUS_FILTERS = {
-    "connected": Q(state="connected", maintenance=""),
-    "unreachable": Q(state__in=["unreachable", "error"]),
-    "maintenance": ~Q(maintenance=""),
-    "pending": Q(state="pending"),
-}
-
-
 @login_required
 def host_list_view(request):
-    q = (request.GET.get("q") or "").strip()[:200]
-    status = request.GET.get("status") or ""
-    hosts = access.visible_hosts(request.user, host_list())
-    if q:
-        hosts = hosts.filter(Q(name__icontains=q) | Q(uri__icontains=q) | Q(hostname__icontains=q))
-    if status in STATUS_FILTERS:
-        hosts = hosts.filter(STATUS_FILTERS[status])
-    page = paginate(hosts, request)
+    filterset = HostFilterSet(request.GET, queryset=access.visible_hosts(request.user, host_list()))
+    page = paginate(filterset.qs, request)
+    filters = values(filterset)
     context = {
         "page": page,
         "hosts": page.object_list,
-        "q": q,
-        "status": status if status in STATUS_FILTERS else "",
+        "q": filters.q,
+        "status": filters.status,
         "statuses": list(STATUS_FILTERS),
         "base_query": query_without(request, "page", "fragment"),
     }
@@ -61,32 +46,12 @@ def host_list_view(request):
 
 @login_required
 def host_detail(request, host_id: int):
+    """The host, and the sections other apps add to its page (its VMs, its maintenance...)."""
     host = _host_or_404(request, host_id)
-    filters = VMFilter(host_id=host.pk, q=(request.GET.get("q") or "").strip()[:200])
-    sort = sort_key(request.GET.get("sort"))
-    page = paginate(access.visible_vms(request.user, vm_list(filters=filters, sort=sort)), request)
-    from vms.models import Job, JobKind
-
-    maintenance_job = Job.objects.active().filter(kind=JobKind.MAINTENANCE, host=host).first()
-    context = {
-        "host": host,
-        "maintenance_job": maintenance_job,
-        "maintenance_children": maintenance_job.children.select_related("target_host") if maintenance_job else [],
-        "last_maintenance": Job.objects.filter(kind=JobKind.MAINTENANCE, host=host).first(),
-        "page": page,
-        "filters": filters,
-        "sort": sort,
-        "hide_host_column": True,
-        "base_query": query_without(request, "page", "fragment"),
-        "sort_query": query_without(request, "page", "sort", "fragment"),
-    }
-    if request.GET.get("fragment") == "vms":
-        return render(request, "vms/_vm_table.html", context)
-    if request.GET.get("fragment") == "maintenance":
-        return render(request, "hosts/_maintenance.html", context)
+    context = {"host": host}
     if request.GET.get("fragment") == "host-actions":
         return render(request, "hosts/_host_actions.html", context)
-    return render(request, "hosts/detail.html", context)
+    return section_fragment(request, "host", host, context) or render(request, "hosts/detail.html", context)
 
 
 @sensitive_post_parameters("sasl_password")
@@ -159,28 +124,4 @@ def host_sync(request, host_id: int):
     host = _host_or_404(request, host_id, access.MANAGE, "host.sync")
     services.host_sync_request(host=host, user=request.user)
     messages.info(request, f"Resync of {host.name} requested; changes appear as they are found.")
-    return redirect("hosts:detail", host_id=host.pk)
-
-
-@login_required
-@require_POST
-def host_maintenance(request, host_id: int, action: str):
-    from .maintenance import host_maintenance_enter, host_maintenance_leave
-
-    if action not in ("enter", "leave"):
-        raise Http404("unknown maintenance action")
-    host = _host_or_404(request, host_id, access.MAINTAIN, f"host.maintenance.{action}")
-    try:
-        if action == "enter":
-            job = host_maintenance_enter(host=host, user=request.user, ip=client_ip(request))
-            messages.success(
-                request, f"{host.name} is entering maintenance; its running VMs are being moved (job {job.pk})."
-            )
-        else:
-            host_maintenance_leave(host=host, user=request.user)
-            messages.success(request, f"{host.name} is back in service.")
-    except Forbidden:
-        raise
-    except ServiceError as exc:
-        messages.error(request, exc.message)
     return redirect("hosts:detail", host_id=host.pk)

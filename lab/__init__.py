@@ -7,8 +7,6 @@ scale tests. Python stdlib + libvirt-python only: no Django here.
 
 from lab.core import (
     dead_processes,
-    domain_state,
-    domain_states,
     down,
     kill_libvirtd,
     leftovers,
@@ -17,6 +15,7 @@ from lab.core import (
     status,
     up,
 )
+from lab.domains import domain_state, domain_states
 from lab.errors import ImageError, LabAlreadyRunning, LabError, PortInUse, PreflightError
 from lab.guests import wait_guest_ready
 from lab.images import Images, prepare

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import libvirt
 
-from lab import core
+from lab import core, domains
 from lab.errors import LabAlreadyRunning, LabError
 from lab.images import prepare
 from lab.state import LabHost, LabState, load_state
@@ -193,7 +193,7 @@ def _pids(host: LabHost) -> str:
 
 def _guests(host: LabHost) -> str:
     try:
-        states = core.domain_states(host)
+        states = domains.domain_states(host)
     except libvirt.libvirtError:
         return "(host unreachable)"
     if host.kind == "fake":

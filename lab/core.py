@@ -44,16 +44,6 @@ QEMU = "/usr/bin/qemu-system-x86_64"
 T = TypeVar("T")
 
 # libvirt's domain states, as the lab prints them.
-DOMAIN_STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
-    libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
-}
 
 # Without this libvirt prints every error to stderr, even those we handle.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -157,30 +147,6 @@ def leftovers(state: LabState) -> list[str]:
     """Processes of a dead lab that still run (e.g. QEMUs whose libvirtd was killed)."""
     procs = [p for p in _qemu_procs(state) + _daemon_procs(state) if is_ours(p)]
     return [f"{p.label} (pid {p.pid})" for p in procs]
-
-
-def domain_states(host: LabHost) -> dict[str, str]:
-    """name -> state of every domain on `host`, read from its libvirtd now."""
-    conn = libvirt.open(host.unix_uri)
-    try:
-        return {d.name(): DOMAIN_STATES.get(d.state()[0], "unknown") for d in conn.listAllDomains()}
-    finally:
-        conn.close()
-
-
-def domain_state(host: LabHost, guest: str) -> str | None:
-    """State of one domain on `host`, or None if the host does not have it."""
-    conn = libvirt.open(host.unix_uri)
-    try:
-        try:
-            dom = conn.lookupByName(guest)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return None
-            raise
-        return DOMAIN_STATES.get(dom.state()[0], "unknown")
-    finally:
-        conn.close()
 
 
 def qemu_pids(host: LabHost) -> dict[str, int]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from lab.state import LabState
+from typing import Any
 
 
 class LabError(Exception):
@@ -36,7 +33,7 @@ class ImageError(LabError):
 class LabAlreadyRunning(LabError):
     """`up` was called while a lab recorded in the same base dir is still alive."""
 
-    def __init__(self, state: LabState) -> None:
+    def __init__(self, state: Any) -> None:  # a lab.state.LabState (which imports this module)
         self.state = state
         super().__init__(
             f"a lab is already running in {state.base_dir} ({len(state.hosts)} hosts); run `python -m lab down` first"

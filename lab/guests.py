@@ -7,6 +7,7 @@ import time
 import uuid
 from xml.sax.saxutils import escape
 
+from lab.domains import domain_state
 from lab.errors import LabError
 from lab.images import BANNER, Images
 from lab.state import LabGuest, LabHost
@@ -125,8 +126,6 @@ def wait_guest_ready(host: LabHost, guest: str, timeout: float = 30.0, *, count:
     guest: a guest that arrived by migration prints nothing new. Returns the
     seconds waited.
     """
-    from lab.core import domain_state  # late import: core imports this module
-
     banner = BANNER.format(name=guest).encode()
     path = host.serial_log(guest)
     started = time.monotonic()

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.errors import LabError
+
 STATE_FILE = "state.json"
 STATE_VERSION = 1
 
@@ -147,8 +149,6 @@ def load_state(base_dir: str | os.PathLike[str]) -> LabState | None:
     try:
         return LabState.from_json(text)
     except (ValueError, TypeError, KeyError) as e:
-        from lab.errors import LabError
-
         raise LabError(
             f"cannot read the lab state {path} ({e}); if no lab process of this base dir runs, delete the file"
         ) from e

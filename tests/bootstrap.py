@@ -3,6 +3,9 @@
 Django reads REDIS_URL and the database path when its settings are imported, so the real Redis
 the tests use must exist before that: this starts a private redis-server on a free loopback port,
 points the settings at it and at a scratch var/ directory, and stops it when pytest exits.
+
+With VIRTFLEET_TEST_DB=postgres the tests run on PostgreSQL instead of SQLite (production's
+database, as docs/deploy.md sets it up): a throwaway cluster (tests/postgres.py) on a free port.
 """
 
 from __future__ import annotations
@@ -80,6 +83,13 @@ os.environ.setdefault("VIRTFLEET_SQLITE_PATH", str(SCRATCH / "virtfleet.sqlite3"
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 # Tests never touch a configured production database; the multi-machine test sets its own.
 os.environ.pop("DATABASE_URL", None)
+if os.environ.get("VIRTFLEET_TEST_DB") == "postgres":
+    from tests.postgres import PostgresCluster
+
+    _pg = PostgresCluster(port=free_port()).start()
+    atexit.register(_pg.stop)
+    _pg.psql(f"ALTER ROLE {_pg.user} CREATEDB")  # pytest-django creates and drops test_<name>
+    os.environ["DATABASE_URL"] = _pg.url
 if not os.environ.get("VIRTFLEET_TEST_REDIS_URL"):
     _redis, url = _start_redis(SCRATCH)
     os.environ["REDIS_URL"] = url

@@ -84,6 +84,6 @@ def raw_libvirt():
     from hosts.connections import host_connection
 
     def get(host):
-        return host_connection(host)._conn
+        return host_connection(host).raw
 
     return get

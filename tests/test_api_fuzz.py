@@ -54,7 +54,8 @@ def api(host_a, host_b, make_user):
     from django.db import close_old_connections
 
     from accounts.services import token_create
-    from vms.models import VM, Job
+    from jobs.models import Job
+    from vms.models import VM
 
     admin = make_user("fuzzer", "admin")
     _instance, token = token_create(user=admin, name="fuzz", expires_in_days=1)

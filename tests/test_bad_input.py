@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hosts.models import Host
-from vms.models import Job
+from jobs.models import Job
 
 WEB1 = "11111111-1111-4111-8111-111111111101"
 # 40 cases per property in CI; VIRTFLEET_FORM_FUZZ_EXAMPLES=500 for a longer exploration by hand

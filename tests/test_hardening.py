@@ -104,7 +104,7 @@ def test_two_proxies_in_a_row(settings, rf):
     ],
 )
 def test_every_form_and_session_call_needs_the_csrf_token(host_a, admin_user, url, data):
-    from vms.models import Job
+    from jobs.models import Job
 
     client = Client(enforce_csrf_checks=True)
     client.force_login(admin_user)

@@ -17,7 +17,8 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from guardian.shortcuts import assign_perm
 
-from vms.models import VM, Job
+from jobs.models import Job
+from vms.models import VM
 
 WEB1 = "11111111-1111-4111-8111-111111111101"  # host-a, running, VNC
 CACHE1 = "22222222-2222-4222-8222-222222222201"  # host-b, running
@@ -45,14 +46,14 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     "hosts:detail": ("page", [Call("GET", "view")]),
     "hosts:edit": ("page", [Call("GET", "manage"), Call("POST", "manage", {"name": "", "uri": ""})]),
     "hosts:sync": ("page", [Call("POST", "manage")]),
-    "hosts:maintenance": ("page", [Call("POST", "maintain")]),
+    "migration:maintenance": ("page", [Call("POST", "maintain")]),
     "hosts:remove": ("page", [Call("GET", "manage"), Call("POST", "manage")]),
     "vms:bulk": ("page", [Call("POST", "login", {"action": "suspend", "vms": []})]),
     "vms:detail": ("page", [Call("GET", "view")]),
     "vms:delete": ("page", [Call("GET", "operate")]),
     "vms:action": ("page", [Call("POST", "operate")]),
-    "vms:migrate": ("page", [Call("GET", "migrate"), Call("POST", "migrate", {"target": ""})]),
-    "vms:migrate-check": ("json", [Call("POST", "migrate", {"target": ""})]),
+    "migration:migrate": ("page", [Call("GET", "migrate"), Call("POST", "migrate", {"target": ""})]),
+    "migration:check": ("json", [Call("POST", "migrate", {"target": ""})]),
     "console:page": ("page", [Call("GET", "console")]),
     "console:ticket": ("json", [Call("POST", "console")]),
     "console:api-ticket": ("api", [Call("POST", "console")]),
@@ -60,7 +61,7 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     "jobs:list": ("page", [Call("GET", "login")]),
     "jobs:detail": ("page", [Call("GET", "view")]),
     "jobs:cancel": ("page", [Call("POST", "operate")]),
-    "jobs:postcopy": ("page", [Call("POST", "migrate")]),
+    "migration:postcopy": ("page", [Call("POST", "migrate")]),
     "audit:list": ("page", [Call("GET", "login")]),
     "accounts:tokens": ("page", [Call("GET", "login"), Call("POST", "login", {"name": "", "expires_in_days": 7})]),
     "accounts:token-revoke": ("page", [Call("POST", "login")]),
@@ -72,19 +73,19 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
         "api",
         [Call("GET", "view"), Call("PATCH", "manage", {"name": "renamed"}, True), Call("DELETE", "manage")],
     ),
-    "api-host-maintenance": ("api", [Call("POST", "maintain", {"action": "leave"}, True)]),
+    "migration:api-maintenance": ("api", [Call("POST", "maintain", {"action": "leave"}, True)]),
     "api-host-sync": ("api", [Call("POST", "manage")]),
     "api-vm-list": ("api", [Call("GET", "login")]),
     "api-vm-bulk": ("api", [Call("POST", "login", {"action": "suspend", "vms": [CACHE1]}, True)]),
     "api-vm-detail": ("api", [Call("GET", "view")]),
     "api-vm-act": ("api", [Call("POST", "operate", {"action": "suspend"}, True)]),
-    "api-vm-migrate": ("api", [Call("POST", "migrate", {"target": 999999}, True)]),
-    "api-vm-migration-preflight": ("api", [Call("POST", "migrate", {"target": 999999}, True)]),
-    "api-vm-migration-targets": ("api", [Call("GET", "migrate")]),
+    "migration:api-migrate": ("api", [Call("POST", "migrate", {"target": 999999}, True)]),
+    "migration:api-preflight": ("api", [Call("POST", "migrate", {"target": 999999}, True)]),
+    "migration:api-targets": ("api", [Call("GET", "migrate")]),
     "api-job-list": ("api", [Call("GET", "login")]),
     "api-job-detail": ("api", [Call("GET", "view")]),
     "api-job-cancel": ("api", [Call("POST", "operate")]),
-    "api-job-postcopy": ("api", [Call("POST", "migrate")]),
+    "migration:api-postcopy": ("api", [Call("POST", "migrate")]),
     "api-audit-list": ("api", [Call("GET", "login")]),
     "api-audit-detail": ("api", [Call("GET", "login")]),
     "api-token-list": ("api", [Call("GET", "login"), Call("POST", "login", {"name": "t", "expires_in_days": 1}, True)]),

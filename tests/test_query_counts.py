@@ -7,7 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from hosts.models import Host
-from vms.models import VM, Job
+from jobs.models import Job
+from vms.models import VM
 
 PAGES = [
     "/",

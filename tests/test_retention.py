@@ -10,8 +10,10 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from console.models import ConsoleSession
 from dashboard.retention import prune_history
-from vms.models import VM, ConsoleSession, Job, JobEvent
+from jobs.models import Job, JobEvent
+from vms.models import VM
 
 NOW = timezone.now()
 OLD = NOW - dt.timedelta(days=40)

@@ -5,7 +5,7 @@ Callers get small frozen dataclasses (DomainInfo, HostInfo, ...) and the excepti
 """
 
 from .connection import ConnectionManager, Credentials, HostConnection, open_connection
-from .domains import DomainInfo, GraphicsInfo, HostInfo, PowerState, power_state
+from .domains import DomainInfo, DomainStatus, GraphicsInfo, HostInfo, PowerState, power_state
 from .errors import (
     AuthenticationFailed,
     DomainNotFound,
@@ -28,6 +28,7 @@ __all__ = [
     "DomainEvent",
     "DomainInfo",
     "DomainNotFound",
+    "DomainStatus",
     "GraphicsInfo",
     "HostConnection",
     "HostInfo",

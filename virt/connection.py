@@ -22,6 +22,7 @@ from .console import ConsoleEndpoint, graphics_endpoint_from_xml
 from .domains import (
     DiskInfo,
     DomainInfo,
+    DomainStatus,
     HostInfo,
     PowerState,
     UndefineResult,
@@ -186,6 +187,12 @@ class HostConnection:
             except Exception:
                 log.exception("close handler failed for %s", self.uri)
 
+    @property
+    def raw(self) -> libvirt.virConnect:
+        """The libvirt connection itself, for virt's own modules (and tests that act behind
+        Virtfleet's back); nothing outside virt/ calls libvirt."""
+        return self._conn
+
     def on_close(self, handler: Callable[[str], None]) -> None:
         """Call ``handler(reason)`` (on the event-loop thread) when libvirt closes the connection."""
         self._close_handlers.append(handler)
@@ -331,6 +338,21 @@ class HostConnection:
         state, reason = self._on(uuid, "read state of", lambda d: d.state())
         return power_state(state, reason)[0], state, reason
 
+    def domain_status(self, uuid: str) -> DomainStatus:
+        """What "done" is judged by: power state, saved state, autostart (no XML read)."""
+        dom = self._lookup(uuid)
+        try:
+            state, reason = dom.state()
+            persistent = bool(dom.isPersistent())
+            return DomainStatus(
+                state=power_state(state, reason)[0],
+                persistent=persistent,
+                managed_save=bool(dom.hasManagedSaveImage()) if persistent else False,
+                autostart=bool(dom.autostart()) if persistent else False,
+            )
+        except libvirt.libvirtError as exc:
+            raise translate(exc, context=f"domain {dom.name()}") from None
+
     def start(self, uuid: str, *, force_boot: bool = False) -> bool:
         """Start a defined domain; True when it resumed from its saved state (managed save)."""
         had_save = bool(self._on(uuid, "check saved state of", lambda d: d.hasManagedSaveImage()))
@@ -469,9 +491,15 @@ class ConnectionManager:
                 self._conns.pop(key, None)
                 conn.close()
             conn = open_connection(uri, credentials, timeout=self.timeout, keepalive=self.keepalive)
-            conn.on_close(lambda _reason, key=key, conn=conn: self._forget(key, conn))
+            conn.on_close(self._forgetter(key, conn))
             self._conns[key] = conn
             return conn
+
+    def _forgetter(self, key: object, conn: HostConnection) -> Callable[[str], None]:
+        def forget(_reason: str) -> None:
+            self._forget(key, conn)
+
+        return forget
 
     def _forget(self, key: object, conn: HostConnection) -> None:
         with self._guard:

@@ -314,8 +314,8 @@ def _ssh_stream(target: VNCTarget, timeout: float) -> VNCStream:
     try:
         process = subprocess.Popen(
             ssh_command(target.ssh, host=target.host, port=target.port, timeout=timeout),
-            stdin=theirs,
-            stdout=theirs,
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
             stderr=subprocess.PIPE,
             close_fds=True,
             start_new_session=True,  # a Ctrl-C meant for the proxy does not cut open tunnels first

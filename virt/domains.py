@@ -94,6 +94,16 @@ def is_incoming_migration(state: int, reason: int) -> bool:
 
 
 @dataclass(frozen=True)
+class DomainStatus:
+    """A domain's status as operations judge it: its power state, saved state and autostart."""
+
+    state: PowerState
+    persistent: bool = True
+    managed_save: bool = False
+    autostart: bool = False
+
+
+@dataclass(frozen=True)
 class GraphicsInfo:
     """One <graphics> device of a domain as configured or, for a running domain, as live."""
 
@@ -154,7 +164,7 @@ def _int(text: str | None, default: int = 0) -> int:
         return default
 
 
-def _kib(el: ET.Element | None) -> int:
+def element_kib(el: ET.Element | None) -> int:
     if el is None or el.text is None:
         return 0
     units = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024, "m": 1024, "mib": 1024,
@@ -224,8 +234,8 @@ def domain_info_from_xml(
     vcpu_el = root.find("vcpu")
     max_vcpus = _int(vcpu_el.text if vcpu_el is not None else None, 1)
     vcpus = _int(vcpu_el.get("current") if vcpu_el is not None else None, max_vcpus)
-    max_mem = _kib(root.find("memory"))
-    cur_mem = _kib(root.find("currentMemory")) or max_mem
+    max_mem = element_kib(root.find("memory"))
+    cur_mem = element_kib(root.find("currentMemory")) or max_mem
     os_type = root.find("./os/type")
     return DomainInfo(
         uuid=(root.findtext("uuid") or "").strip().lower(),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import libvirt
 
 from .connection import HostConnection
-from .domains import _kib, domain_disks, parse_xml, power_state
+from .domains import domain_disks, element_kib, parse_xml, power_state
 from .errors import OperationAborted, translate
 
 COPY_STORAGE = {"": 0, "all": libvirt.VIR_MIGRATE_NON_SHARED_DISK, "inc": libvirt.VIR_MIGRATE_NON_SHARED_INC}
@@ -94,6 +94,17 @@ class MigrationResult:
     last: MigrationProgress | None
 
 
+@dataclass
+class _Watch:
+    """What the watcher thread of one migration has seen and done."""
+
+    readings: int = 0
+    last: MigrationProgress | None = None
+    postcopy: bool = False
+    aborted: bool = False
+    downtime_set: bool = False
+
+
 def progress_from_stats(stats: dict, *, postcopy: bool = False) -> MigrationProgress:
     total = int(stats.get("data_total", 0) or 0)
     processed = int(stats.get("data_processed", 0) or 0)
@@ -132,13 +143,13 @@ def preflight(src: HostConnection, dst: HostConnection, uuid: str, options: Migr
     """Everything that would make this migration fail, checked before it starts."""
     checks: list[Check] = []
     try:
-        dom = src._conn.lookupByUUIDString(uuid)
+        dom = src.raw.lookupByUUIDString(uuid)
         xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
         state, reason = dom.state()
-        src_caps = parse_xml(src._conn.getCapabilities())
-        dst_caps = parse_xml(dst._conn.getCapabilities())
-        dst_type = dst._conn.getType()
-        src_type = src._conn.getType()
+        src_caps = parse_xml(src.raw.getCapabilities())
+        dst_caps = parse_xml(dst.raw.getCapabilities())
+        dst_type = dst.raw.getType()
+        src_type = src.raw.getType()
     except libvirt.libvirtError as exc:
         raise translate(exc, context="pre-flight") from None
     root = parse_xml(xml)
@@ -181,9 +192,9 @@ def preflight(src: HostConnection, dst: HostConnection, uuid: str, options: Migr
     checks.append(_cpu_check(dst, root, src_caps, guest_arch))
 
     if options.live:
-        memory = _kib(root.find("memory")) * 1024
+        memory = element_kib(root.find("memory")) * 1024
         try:
-            free = int(dst._conn.getFreeMemory())
+            free = int(dst.raw.getFreeMemory())
         except libvirt.libvirtError as exc:
             free = 0
             checks.append(Check("memory", False, f"cannot read the target's free memory: {exc.get_error_message()}"))
@@ -216,12 +227,12 @@ def _cpu_check(dst: HostConnection, root, src_caps, guest_arch: str) -> Check:
     emulator = root.findtext("./devices/emulator") or None
     virttype = root.get("type") or None  # 'kvm' or 'qemu' (TCG): what the destination must offer
     try:
-        result = dst._conn.compareHypervisorCPU(emulator, guest_arch or None, machine, virttype, cpu_xml, 0)
+        result = dst.raw.compareHypervisorCPU(emulator, guest_arch or None, machine, virttype, cpu_xml, 0)
     except libvirt.libvirtError as exc:
         err = translate(exc)
         if err.code in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
             try:
-                result = dst._conn.compareCPU(cpu_xml, 0)
+                result = dst.raw.compareCPU(cpu_xml, 0)
             except libvirt.libvirtError as exc2:
                 return Check(
                     "cpu",
@@ -242,7 +253,7 @@ def _tostring(el) -> str:
 
 
 def _same_on_target(dst: HostConnection, uuid: str, name: str) -> str:
-    for lookup, what in ((dst._conn.lookupByUUIDString, uuid), (dst._conn.lookupByName, name)):
+    for lookup, what in ((dst.raw.lookupByUUIDString, uuid), (dst.raw.lookupByName, name)):
         try:
             other = lookup(what)
         except libvirt.libvirtError as exc:
@@ -263,9 +274,9 @@ def _storage_check(dst: HostConnection, xml: str, options: MigrationOptions) -> 
     for disk in disks:
         try:
             if disk.volume:
-                dst._conn.storagePoolLookupByName(disk.pool).storageVolLookupByName(disk.volume)
+                dst.raw.storagePoolLookupByName(disk.pool).storageVolLookupByName(disk.volume)
             else:
-                dst._conn.storageVolLookupByPath(disk.path)
+                dst.raw.storageVolLookupByPath(disk.path)
         except libvirt.libvirtError:
             missing.append(disk.label)
     if missing:
@@ -296,37 +307,37 @@ def migrate(
     on the source) and starts post-copy when ``should_postcopy()`` does.
     """
     try:
-        dom = src._conn.lookupByUUIDString(uuid)
+        dom = src.raw.lookupByUUIDString(uuid)
     except libvirt.libvirtError as exc:
         raise translate(exc, context="migrate") from None
     name = dom.name()
     done = threading.Event()
-    state = {"readings": 0, "last": None, "postcopy": False, "aborted": False, "downtime_set": False}
+    state = _Watch()
 
     def watch() -> None:
         while not done.wait(poll):
             try:
-                if should_cancel() and not state["aborted"]:
-                    state["aborted"] = True
+                if should_cancel() and not state.aborted:
+                    state.aborted = True
                     dom.abortJob()
                     continue
-                if options.live and options.postcopy and not state["postcopy"] and should_postcopy():
+                if options.live and options.postcopy and not state.postcopy and should_postcopy():
                     dom.migrateStartPostCopy(0)
-                    state["postcopy"] = True
-                if options.live and options.max_downtime_ms and not state["downtime_set"]:
+                    state.postcopy = True
+                if options.live and options.max_downtime_ms and not state.downtime_set:
                     dom.migrateSetMaxDowntime(int(options.max_downtime_ms), 0)
-                    state["downtime_set"] = True
+                    state.downtime_set = True
                 stats = dom.jobStats(0)
             except libvirt.libvirtError:
                 continue  # the job ended between two readings, or the call is not valid yet
             except Exception:  # a failing callback must not kill the watcher (cancel depends on it)
                 log.exception("migration watcher of %s", name)
                 continue
-            if stats.get("type", 0) == libvirt.VIR_DOMAIN_JOB_NONE and state["readings"]:
+            if stats.get("type", 0) == libvirt.VIR_DOMAIN_JOB_NONE and state.readings:
                 continue
-            reading = progress_from_stats(stats, postcopy=state["postcopy"])
-            state["readings"] += 1
-            state["last"] = reading
+            reading = progress_from_stats(stats, postcopy=state.postcopy)
+            state.readings += 1
+            state.last = reading
             try:
                 on_progress(reading)
             except Exception:
@@ -339,10 +350,10 @@ def migrate(
         dom.migrateToURI3(dest_uri, options.params(), options.flags())
     except libvirt.libvirtError as exc:
         err = translate(exc, context=f"migrate {name}")
-        if state["aborted"] and not isinstance(err, OperationAborted):
+        if state.aborted and not isinstance(err, OperationAborted):
             raise OperationAborted(err.message, code=err.code) from None
         raise err from None
     finally:
         done.set()
         watcher.join(5)
-    return MigrationResult(seconds=time.monotonic() - started, progress_readings=state["readings"], last=state["last"])
+    return MigrationResult(seconds=time.monotonic() - started, progress_readings=state.readings, last=state.last)

@@ -75,8 +75,7 @@ def _bad(reason: str) -> InvalidURI:
     return InvalidURI(reason, hint=f"a libvirt URI looks like {EXAMPLES}")
 
 
-def parse_uri(uri: str) -> LibvirtURI:
-    """Parse and validate ``uri``; raise InvalidURI saying what is wrong."""
+def _check_text(uri: str) -> str:
     if not isinstance(uri, str) or not uri.strip():
         raise _bad("the URI is empty")
     uri = uri.strip()
@@ -86,27 +85,31 @@ def parse_uri(uri: str) -> LibvirtURI:
         raise _bad("the URI contains spaces or control characters")
     if "://" not in uri:
         raise _bad(f"{uri!r} has no scheme (driver[+transport]://)")
-    try:
-        parts = urlsplit(uri)
-        port = parts.port
-    except ValueError as exc:
-        raise _bad(f"{uri!r} is not a valid URI ({exc})") from None
-    scheme = parts.scheme.lower()
-    driver, _, transport = scheme.partition("+")
-    transport = transport or None
+    return uri
+
+
+def _check_scheme(scheme: str) -> tuple[str, str | None]:
+    driver, _, transport = scheme.lower().partition("+")
     if driver not in DRIVERS:
         raise _bad(f"unknown hypervisor driver {driver!r}; known drivers: {', '.join(sorted(DRIVERS))}")
-    if transport is not None and transport not in TRANSPORTS:
+    if transport and transport not in TRANSPORTS:
         raise _bad(
             f"unknown transport {transport!r}; use one of {', '.join(sorted(TRANSPORTS))}, "
             "or none for a local connection"
         )
+    return driver, transport or None
+
+
+def _check_user(parts) -> str | None:
     if parts.password is not None:
         raise _bad("do not put a password in the URI; give it as the host's SASL password instead")
     user = parts.username or None
     if user is not None and not _USER.match(user):
         raise _bad(f"the user name {user!r} contains characters that are not allowed")
-    host = parts.hostname or None
+    return user
+
+
+def _check_host(host: str | None, port: int | None, transport: str | None) -> None:
     if host is not None:
         try:
             ipaddress.ip_address(host)
@@ -121,11 +124,16 @@ def parse_uri(uri: str) -> LibvirtURI:
         raise _bad("the unix transport is local: leave the host out (qemu+unix:///system)")
     if transport in REMOTE_TRANSPORTS and host is None:
         raise _bad(f"the {transport} transport needs a host (e.g. qemu+{transport}://host/system)")
-    path = parts.path or "/"
+
+
+def _check_path(driver: str, path: str) -> None:
     if driver == "qemu" and path not in ("/system", "/session", "/embed"):
         raise _bad(f"a qemu URI ends in /system or /session, not {path!r}")
     if driver == "test" and path != "/default" and not path.endswith(".xml"):
         raise _bad("a test URI is test:///default or test:///<absolute path to a .xml file>")
+
+
+def _check_query(parts) -> dict[str, str]:
     params: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key not in QUERY_PARAMS:
@@ -133,6 +141,24 @@ def parse_uri(uri: str) -> LibvirtURI:
         params[key] = value
     if parts.fragment:
         raise _bad("a libvirt URI has no #fragment")
+    return params
+
+
+def parse_uri(uri: str) -> LibvirtURI:
+    """Parse and validate ``uri``; raise InvalidURI saying what is wrong."""
+    uri = _check_text(uri)
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise _bad(f"{uri!r} is not a valid URI ({exc})") from None
+    driver, transport = _check_scheme(parts.scheme)
+    user = _check_user(parts)
+    host = parts.hostname or None
+    _check_host(host, port, transport)
+    path = parts.path or "/"
+    _check_path(driver, path)
+    params = _check_query(parts)
     return LibvirtURI(
         uri=uri, driver=driver, transport=transport, user=user, host=host, port=port, path=path, params=params
     )

@@ -2,8 +2,17 @@ from django.apps import AppConfig
 
 
 class VmsConfig(AppConfig):
+    """VMs: the inventory of domains across the fleet, their lifecycle operations and pages."""
+
     name = "vms"
     verbose_name = "Virtual machines"
 
     def ready(self):
-        from . import worker  # noqa: F401  (connects the Celery worker signals)
+        from core import access
+
+        from . import inventory, kinds, pages  # noqa: F401  (job kinds of the lifecycle actions)
+        from .models import VM
+
+        access.register_model("vm", VM)
+        inventory.register()
+        pages.register()

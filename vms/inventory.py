@@ -1,7 +1,8 @@
 """Inventory services: make VM rows match what libvirt reports, and push what changed.
 
-Used by ``hosts.services.host_sync`` (a host's full listing) and by the listener (one domain
-re-read after an event). A VM is keyed by UUID across the fleet; when two hosts report the same
+Domains are a family of the host inventory (hosts.inventory, registered here): host_sync reads a
+host's full listing through ``domains_sync`` and the listener re-reads one domain after an event
+through ``vm_reread``. A VM is keyed by UUID across the fleet; when two hosts report the same
 UUID (during a migration, or a stale definition left behind) the copy with the higher
 ``placement_rank`` wins, checked against the other host's live state, so the row moves exactly
 once and never flickers between hosts.
@@ -18,11 +19,16 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.realtime import FLEET_GROUP, host_group, push_on_commit, vm_group
+from core import access
+from core.realtime import host_group
+from hosts.connections import host_connection
+from hosts.events import host_changed
+from hosts.inventory import Counts, Family, Hint, register_family
 from hosts.models import Host
-from virt import DomainInfo, DomainNotFound, VirtError
+from virt import DomainEvent, DomainInfo, DomainNotFound, HostConnection, VirtError, power_state
 from virt.domains import is_incoming_migration
 
+from .events import vm_changed
 from .models import VM
 
 log = logging.getLogger(__name__)
@@ -103,8 +109,6 @@ def _live_on(host: Host | None, uuid: str, connect) -> object:
 
 
 def _default_connect(host: Host):
-    from hosts.connections import host_connection
-
     return host_connection(host)
 
 
@@ -157,112 +161,143 @@ def vm_reconcile(
     else:
         in_scope = Q(host=host, gone_at__isnull=True) | Q(also_on=host)
     candidates = Q(uuid__in=[uuidlib.UUID(u) for u in reported]) | in_scope
+    # Outside any transaction: the other hosts' live answers the decisions need.
+    live = _ask_other_hosts(host, reported, candidates, connect)
+    with transaction.atomic():
+        # The host row first: a host removed meanwhile (host_remove locks it too) has no inventory.
+        if not Host.objects.select_for_update().filter(pk=host.pk).exists():
+            return ReconcileResult()
+        plan = _Plan(host, read_at, live, VM.objects.select_for_update().filter(candidates).select_related("host"))
+        for u, info in reported.items():
+            plan.reported(u, info, rewrite_unchanged=scope is not None)
+        for u, vm in plan.rows.items():
+            if u not in reported:
+                plan.missing(u, vm)
+        return plan.write(full_listing=scope is None)
 
-    # Phase 1, outside any transaction: find rows that need another host's live answer (a UUID
-    # this host reports that lives elsewhere, or one this host lost that another also reported).
-    snapshot = {str(vm.uuid): vm for vm in VM.objects.filter(candidates).select_related("host", "also_on")}
+
+def _ask_other_hosts(host: Host, reported: dict, candidates: Q, connect) -> dict[str, object]:
+    """Live answers of the other host of each row that needs one: a UUID this host reports that
+    lives elsewhere, or one this host lost that another also reported."""
     live: dict[str, object] = {}
-    for u, vm in snapshot.items():
+    for vm in VM.objects.filter(candidates).select_related("host", "also_on"):
+        u = str(vm.uuid)
         if u in reported and vm.host_id != host.pk and vm.gone_at is None:
             live[u] = _live_on(vm.host, u, connect)
         elif u not in reported and vm.host_id == host.pk and vm.also_on_id and vm.also_on_id != host.pk:
             live[u] = _live_on(vm.also_on, u, connect)
+    return live
 
-    result = ReconcileResult()
-    with transaction.atomic():
-        # The host row first: a host removed meanwhile (host_remove locks it too) has no inventory.
-        if not Host.objects.select_for_update().filter(pk=host.pk).exists():
-            return result
-        locked = VM.objects.select_for_update().filter(candidates).select_related("host")
-        rows, newer = {}, set()  # newer: rows left alone, someone already wrote a later answer
+
+class _Plan:
+    """The changes one reconcile makes, decided row by row under the rows' locks, written at once."""
+
+    def _announce_hosts(self) -> None:
+        """The hosts whose VM counts changed (a VM came, went, moved, or started or stopped running)
+        show the new counts: one host.updated per host, whatever the number of VMs."""
+        hosts = {self.host.pk} if self.to_create else set()
+        for u in self.visible:
+            vm, before = self.to_write[u], self.original[u]
+            if before["host_id"] != vm.host_id:
+                hosts |= {before["host_id"], vm.host_id}
+            elif (before["gone_at"] is None) != (vm.gone_at is None) or (before["state"] == "running") != (
+                vm.state == "running"
+            ):
+                hosts.add(vm.host_id)
+        for host_id in hosts:
+            host_changed(self.host if host_id == self.host.pk else Host(pk=host_id))
+
+    def __init__(self, host: Host, read_at: datetime, live: dict[str, object], locked):
+        self.host, self.read_at, self.live = host, read_at, live
+        self.rows: dict[str, VM] = {}
+        self.newer: set[str] = set()  # rows left alone: someone already wrote a later answer
         for vm in locked:
             if vm.observed_at is not None and vm.observed_at > read_at:
-                newer.add(str(vm.uuid))
+                self.newer.add(str(vm.uuid))
             else:
-                rows[str(vm.uuid)] = vm
-        original = {u: _values(vm) for u, vm in rows.items()}
-        to_create: list[VM] = []
-        to_write: dict[str, VM] = {}  # rows to save
-        visible: set[str] = set()  # rows whose change browsers must see
-        moved_from: dict[str, int] = {}
+                self.rows[str(vm.uuid)] = vm
+        self.original = {u: _values(vm) for u, vm in self.rows.items()}
+        self.to_create: list[VM] = []
+        self.to_write: dict[str, VM] = {}  # rows to save
+        self.visible: set[str] = set()  # rows whose change browsers must see
+        self.moved_from: dict[str, int] = {}
 
-        def write(vm: VM, *, shown: bool) -> None:
-            to_write[str(vm.uuid)] = vm
-            if shown:
-                visible.add(str(vm.uuid))
+    def _save(self, vm: VM, *, shown: bool) -> None:
+        self.to_write[str(vm.uuid)] = vm
+        if shown:
+            self.visible.add(str(vm.uuid))
 
-        for u, info in reported.items():
-            vm = rows.get(u)
-            if vm is None:
-                if u not in newer:
-                    to_create.append(
-                        VM(uuid=uuidlib.UUID(u), host=host, first_seen=read_at, last_seen=read_at, observed_at=read_at,
-                           **fields_from_info(info))
-                    )  # fmt: skip
-                continue
-            if vm.host_id != host.pk and vm.gone_at is None and not _claims(info, live.get(u, _UNKNOWN), vm):
-                if vm.also_on_id != host.pk:  # remember the second copy; the VM stays where it is
-                    vm.also_on = host
-                    write(vm, shown=False)
-                continue
-            shown = _apply(vm, fields_from_info(info), read_at)
-            if vm.host_id != host.pk:
-                moved_from[u] = vm.host_id
-                vm.host = host
-                shown = True
-            if vm.gone_at is not None:
-                vm.gone_at = None
-                shown = True
-            if vm.also_on_id == host.pk:
-                vm.also_on = None
-                write(vm, shown=False)
-            if shown:
-                vm.last_seen = read_at
-            if shown or scope is not None:  # a full listing records unchanged rows in one statement
-                vm.observed_at = read_at
-                write(vm, shown=shown)
-
-        for u, vm in rows.items():
-            if u in reported:
-                continue
-            if vm.host_id != host.pk:
-                if vm.also_on_id == host.pk:  # the second copy went away; nothing visible changes
-                    vm.also_on = None
-                    write(vm, shown=False)
-                continue
-            if vm.gone_at is not None:
-                continue
-            other = live.get(u)
-            if isinstance(other, DomainInfo):  # lost here, but the other host that had it still does
-                _apply(vm, fields_from_info(other), read_at)
-                moved_from[u] = host.pk
-                vm.host_id = vm.also_on_id
-            else:
-                vm.gone_at = read_at
+    def reported(self, u: str, info: DomainInfo, *, rewrite_unchanged: bool) -> None:
+        """The host reports domain ``u``: create, update or move its row (or note a second copy)."""
+        host, read_at = self.host, self.read_at
+        vm = self.rows.get(u)
+        if vm is None:
+            if u not in self.newer:
+                self.to_create.append(VM(uuid=uuidlib.UUID(u), host=host, first_seen=read_at, last_seen=read_at,
+                                         observed_at=read_at, **fields_from_info(info)))  # fmt: skip
+            return
+        if vm.host_id != host.pk and vm.gone_at is None and not _claims(info, self.live.get(u, _UNKNOWN), vm):
+            if vm.also_on_id != host.pk:  # remember the second copy; the VM stays where it is
+                vm.also_on = host
+                self._save(vm, shown=False)
+            return
+        shown = _apply(vm, fields_from_info(info), read_at)
+        if vm.host_id != host.pk:
+            self.moved_from[u] = vm.host_id
+            vm.host = host
+            shown = True
+        if vm.gone_at is not None:
+            vm.gone_at = None
+            shown = True
+        if vm.also_on_id == host.pk:
             vm.also_on = None
+            self._save(vm, shown=False)
+        if shown:
+            vm.last_seen = read_at
+        if shown or rewrite_unchanged:  # a full listing records unchanged rows in one statement
             vm.observed_at = read_at
-            write(vm, shown=True)
+            self._save(vm, shown=shown)
 
-        for u in visible:
-            to_write[u].version += 1
-        if to_create:
-            VM.objects.bulk_create(to_create, batch_size=500)
-        _save_changes(to_write, original)
-        if scope is None:
+    def missing(self, u: str, vm: VM) -> None:
+        """The host no longer reports ``u``: gone, or moved to the other host that still has it."""
+        if vm.host_id != self.host.pk:
+            if vm.also_on_id == self.host.pk:  # the second copy went away; nothing visible changes
+                vm.also_on = None
+                self._save(vm, shown=False)
+            return
+        if vm.gone_at is not None:
+            return
+        other = self.live.get(u)
+        if isinstance(other, DomainInfo):  # lost here, but the other host that had it still does
+            _apply(vm, fields_from_info(other), self.read_at)
+            self.moved_from[u] = self.host.pk
+            vm.host_id = vm.also_on_id
+        else:
+            vm.gone_at = self.read_at
+        vm.also_on = None
+        vm.observed_at = self.read_at
+        self._save(vm, shown=True)
+
+    def write(self, *, full_listing: bool) -> ReconcileResult:
+        for u in self.visible:
+            self.to_write[u].version += 1
+        if self.to_create:
+            VM.objects.bulk_create(self.to_create, batch_size=500)
+        _save_changes(self.to_write, self.original)
+        if full_listing:
             # One statement instead of a write per unchanged row.
-            VM.objects.filter(host=host, gone_at__isnull=True).filter(
-                Q(observed_at__isnull=True) | Q(observed_at__lt=read_at)
-            ).update(last_seen=read_at, observed_at=read_at)
-
-        result.created = len(to_create)
-        result.moved = len(moved_from)
-        result.gone = sum(1 for u in visible if to_write[u].gone_at is not None)
-        result.updated = len(visible) - result.moved - result.gone
-        for vm in [*to_create, *(to_write[u] for u in visible)]:
-            extra = [host_group(moved_from[str(vm.uuid)])] if str(vm.uuid) in moved_from else []
-            _push_vm(vm, extra_groups=extra)
-            result.changed_uuids.append(str(vm.uuid))
-    return result
+            VM.objects.filter(host=self.host, gone_at__isnull=True).filter(
+                Q(observed_at__isnull=True) | Q(observed_at__lt=self.read_at)
+            ).update(last_seen=self.read_at, observed_at=self.read_at)
+        self._announce_hosts()
+        result = ReconcileResult(created=len(self.to_create), moved=len(self.moved_from))
+        result.gone = sum(1 for u in self.visible if self.to_write[u].gone_at is not None)
+        result.updated = len(self.visible) - result.moved - result.gone
+        for vm in [*self.to_create, *(self.to_write[u] for u in self.visible)]:
+            u = str(vm.uuid)
+            vm_changed(vm, extra_groups=[host_group(self.moved_from[u])] if u in self.moved_from else [])
+            result.changed_uuids.append(u)
+        return result
 
 
 _ATTNAMES = {name: VM._meta.get_field(name).attname for name in WRITE_FIELDS}
@@ -298,10 +333,8 @@ def vm_apply_state(*, host: Host, uuid: str, state: tuple, read_at: datetime) ->
     when the row is not simply a present VM of ``host`` (new, moved, gone...): the caller then
     re-reads it fully. A row holding a later answer is left alone (and True returned).
     """
-    from virt import power_state as map_state
-
     power, libvirt_state, reason = state
-    reason_text = map_state(libvirt_state, reason)[1]
+    reason_text = power_state(libvirt_state, reason)[1]
     with transaction.atomic():
         vm = (
             VM.objects.select_for_update()
@@ -329,10 +362,13 @@ def vm_apply_state(*, host: Host, uuid: str, state: tuple, read_at: datetime) ->
         }
         if vm.state != str(power):
             changed["state_changed"] = read_at
+        was_running = vm.state == "running"
         VM.objects.filter(pk=vm.pk).update(**changed)
         for name, value in changed.items():
             setattr(vm, name, value)
-        _push_vm(vm)
+        vm_changed(vm)
+        if was_running != (vm.state == "running"):
+            host_changed(host)  # its running count changed
     return True
 
 
@@ -360,10 +396,42 @@ def _apply(vm: VM, values: dict, now: datetime) -> bool:
     return changed
 
 
-def _push_vm(vm: VM, *, extra_groups: list[str] = ()) -> None:
-    from .serializers import vm_payload
+# --- domains as a family of the host inventory --------------------------------------------------------------
+# Lifecycle events that change only the power state: one state read is enough to follow them.
+STATE_ONLY = {"suspended", "resumed"}
 
-    push_on_commit(
-        [FLEET_GROUP, host_group(vm.host_id), vm_group(vm.uuid), *extra_groups],
-        {"type": "vm.updated", "vm": vm_payload(vm)},
-    )
+
+def domains_sync(host: Host, conn: HostConnection) -> Counts:
+    """Every domain of ``host`` in one bulk read, and the rows made to agree (one transaction)."""
+    read_at = timezone.now()
+    domains = conn.list_domains()
+    result = vm_reconcile(host=host, infos=domains, read_at=read_at)
+    return Counts(created=result.created, updated=result.updated, moved=result.moved, gone=result.gone,
+                  objects=len(domains))  # fmt: skip
+
+
+def _domain_hints(conn: HostConnection, hint) -> None:
+    def on_event(event: DomainEvent) -> None:
+        full = not (event.kind == "lifecycle" and event.detail in STATE_ONLY)
+        hint(Hint(family="domains", key=event.uuid, full=full))
+
+    conn.register_events(on_event)
+
+
+def _domains_reread(host: Host, conn: HostConnection, hint: Hint) -> None:
+    vm_reread(host=host, uuid=hint.key, conn=conn, state_only=not hint.full)
+
+
+def forget_host_vms(host: Host) -> str:
+    """The host is being removed: its VM rows go (their object permissions first: ids get reused)."""
+    rows = VM.objects.filter(host=host)
+    count = rows.count()
+    VM.objects.filter(also_on=host).update(also_on=None)
+    access.drop_object_permissions(VM, rows.values_list("pk", flat=True))
+    rows.delete()
+    return f"{count} VM row(s)"
+
+
+def register() -> None:
+    register_family(Family(name="domains", sync=domains_sync, reread=_domains_reread, subscribe=_domain_hints,
+                           forget=forget_host_vms))  # fmt: skip

@@ -91,6 +91,18 @@ class VM(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def audit_target(self) -> dict:
+        """How the audit log names this VM (and its host)."""
+        return {
+            "target_type": "vm",
+            "target_id": str(self.uuid),
+            "target_name": self.name,
+            "vm_uuid": self.uuid,
+            "vm_name": self.name,
+            "host_ref": self.host_id,
+            "host_name": self.host.name if self.host_id else "",
+        }
+
     @property
     def is_gone(self) -> bool:
         return self.gone_at is not None
@@ -121,169 +133,3 @@ class VM(models.Model):
     @property
     def max_memory_mib(self) -> int:
         return self.max_memory_kib // 1024
-
-
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
-TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-# The job state machine: the only moves vms.jobs.job_transition allows.
-TRANSITIONS = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELLED: frozenset(),
-}
-
-
-class JobKind(models.TextChoices):
-    START = "start", "Start"
-    SHUTDOWN = "shutdown", "Shut down"
-    FORCE_OFF = "force_off", "Force off"
-    REBOOT = "reboot", "Reboot"
-    RESET = "reset", "Reset"
-    SUSPEND = "suspend", "Suspend"
-    RESUME = "resume", "Resume"
-    SAVE = "save", "Save state"
-    AUTOSTART_ON = "autostart_on", "Autostart on"
-    AUTOSTART_OFF = "autostart_off", "Autostart off"
-    DELETE = "delete", "Delete"
-    MIGRATE = "migrate", "Migrate"
-    MAINTENANCE = "maintenance", "Enter maintenance"
-
-
-class JobQuerySet(models.QuerySet):
-    def active(self):
-        return self.filter(status__in=ACTIVE_STATUSES)
-
-    def terminal(self):
-        return self.filter(status__in=TERMINAL_STATUSES)
-
-
-class Job(models.Model):
-    """One operation on one VM, carried out by a Celery worker, with who asked and how it ended.
-
-    Status only moves through vms.jobs.job_transition (see TRANSITIONS). At most one active job
-    per VM, enforced by the database. VM and host names are kept so history survives deletion.
-    """
-
-    kind = models.CharField(max_length=24, choices=JobKind.choices, db_index=True)
-    vm = models.ForeignKey(VM, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
-    vm_uuid = models.UUIDField(null=True, blank=True, db_index=True)  # None for host-wide jobs
-    vm_name = models.CharField(max_length=255, blank=True)
-    host = models.ForeignKey("hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
-    host_name = models.CharField(max_length=100, blank=True)
-    target_host = models.ForeignKey(
-        "hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="incoming_jobs"
-    )
-    params = models.JSONField(default=dict, blank=True)
-
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
-    progress = models.PositiveSmallIntegerField(default=0)
-    message = models.CharField(max_length=500, blank=True)
-    error = models.TextField(blank=True)
-    error_code = models.CharField(max_length=40, blank=True)
-    result = models.JSONField(default=dict, blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    postcopy_requested = models.BooleanField(default=False)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
-
-    requested_by = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="virtfleet_jobs"
-    )
-    requested_by_name = models.CharField(max_length=150, blank=True)
-    requested_from = models.GenericIPAddressField(null=True, blank=True)
-    queued_at = models.DateTimeField(default=timezone.now, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    celery_task_id = models.CharField(max_length=64, blank=True)
-    worker = models.CharField(max_length=255, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-
-    objects = JobQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-queued_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["vm_uuid"],
-                condition=models.Q(status__in=["queued", "running"]),
-                name="one_active_job_per_vm",
-            ),
-        ]
-        indexes = [models.Index(fields=["vm_uuid", "-queued_at"]), models.Index(fields=["status", "-queued_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.vm_name or self.host_name} (job {self.pk})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
-
-
-class JobEvent(models.Model):
-    """One step of a job's timeline (status changes and progress messages)."""
-
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
-    at = models.DateTimeField(default=timezone.now)
-    status = models.CharField(max_length=16, choices=JobStatus.choices)
-    progress = models.PositiveSmallIntegerField(default=0)
-    message = models.CharField(max_length=500, blank=True)
-
-    class Meta:
-        ordering = ["at", "id"]
-
-    def __str__(self) -> str:
-        return f"job {self.job_id} {self.status} at {self.at:%H:%M:%S}: {self.message}"
-
-
-class ConsoleSession(models.Model):
-    """One opening of a VM's console through the console proxy: who, which VM, from where, how long.
-
-    Written by the proxy when it takes a ticket and again when the connection ends. Names are kept
-    so the record survives the deletion of the user or the VM.
-    """
-
-    user = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="virtfleet_console_sessions"
-    )
-    username = models.CharField(max_length=150)
-    vm = models.ForeignKey(VM, null=True, blank=True, on_delete=models.SET_NULL, related_name="console_sessions")
-    vm_uuid = models.UUIDField(db_index=True)
-    vm_name = models.CharField(max_length=255)
-    host_name = models.CharField(max_length=100, blank=True)
-    target = models.CharField("VNC endpoint", max_length=300, blank=True)
-    client_address = models.GenericIPAddressField(null=True, blank=True)
-    opened_at = models.DateTimeField(default=timezone.now, db_index=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    close_reason = models.CharField(max_length=300, blank=True)
-    bytes_in = models.BigIntegerField("bytes from the VM", default=0)
-    bytes_out = models.BigIntegerField("bytes to the VM", default=0)
-
-    class Meta:
-        ordering = ["-opened_at", "-id"]
-        indexes = [models.Index(fields=["vm_uuid", "-opened_at"])]
-
-    def __str__(self) -> str:
-        return f"console of {self.vm_name} by {self.username} at {self.opened_at:%Y-%m-%d %H:%M:%S}"
-
-    @property
-    def is_open(self) -> bool:
-        return self.closed_at is None
-
-    @property
-    def duration(self):
-        return (self.closed_at - self.opened_at) if self.closed_at else None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid as uuidlib
-from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+import django_filters
+from django.db.models import Count, Q, QuerySet, Sum
 
+from core import access
 from core.errors import NotFound
-from core.params import parse_id
+from core.filters import FlagFilter, IdFilter, SearchFilter
+from hosts.models import Host
 
 from .models import VM, VMState
 
@@ -22,28 +24,42 @@ SORTS = {
     "changed": ("state_changed", "uuid"),
 }
 DEFAULT_SORT = "name"
+SORT_CHOICES = [(k, k) for k in SORTS] + [(f"-{k}", f"-{k}") for k in SORTS]
 LIST_FIELDS_EXCLUDED = ("xml",)  # tens of KB per row: never loaded for lists
 
 
-@dataclass(frozen=True)
-class VMFilter:
-    """What the fleet table / API list asks for. Unknown or malformed values are ignored."""
+class VMFilterSet(django_filters.FilterSet):
+    """The filters of the VM table, on the fleet and host pages and in the API."""
 
-    q: str = ""
-    host_id: int | None = None
-    state: str = ""
-    include_gone: bool = False
+    q = SearchFilter(method="search", help_text="name contains, or UUID prefix")
+    host = IdFilter(field_name="host_id", help_text="only VMs of this host id")
+    state = django_filters.ChoiceFilter(choices=VMState.choices)
+    # gone and sort shape the whole list rather than select rows: filter_queryset applies them
+    gone = FlagFilter(method="applied_last", help_text="1: include VMs no longer present")
+    sort = django_filters.ChoiceFilter(choices=SORT_CHOICES, method="applied_last", help_text="prefix - for descending")
 
-    @classmethod
-    def from_params(cls, params) -> VMFilter:
-        host = params.get("host") or ""
-        state = params.get("state") or ""
-        return cls(
-            q=(params.get("q") or "").strip()[:200],
-            host_id=parse_id(host),
-            state=state if state in VMState.values else "",
-            include_gone=str(params.get("gone") or "").lower() in ("1", "true", "yes", "on"),
-        )
+    class Meta:
+        model = VM
+        fields: list[str] = []
+
+    def search(self, qs, name, term):
+        cond = Q(name__icontains=term)
+        compact = term.replace("-", "").lower()
+        if len(compact) >= 4 and all(c in "0123456789abcdef" for c in compact):
+            cond |= Q(uuid__startswith=term.lower()) if len(term) < 36 else Q(uuid=_as_uuid(term))
+        return qs.filter(cond)
+
+    def applied_last(self, qs, name, value):
+        return qs
+
+    def filter_queryset(self, queryset):
+        data = getattr(self.form, "cleaned_data", {})  # the valid values (invalid ones are ignored)
+        if not data.get("gone"):
+            queryset = queryset.filter(gone_at__isnull=True)
+        queryset = super().filter_queryset(queryset)
+        key = sort_key(data.get("sort"))
+        columns = SORTS[key.lstrip("-")]
+        return queryset.order_by(*(f"-{c}" if key.startswith("-") else c for c in columns))
 
 
 def sort_key(value: str | None) -> str:
@@ -51,26 +67,12 @@ def sort_key(value: str | None) -> str:
     return value if value.lstrip("-") in SORTS else DEFAULT_SORT
 
 
-def vm_list(*, filters: VMFilter = VMFilter(), sort: str = DEFAULT_SORT) -> QuerySet[VM]:
-    """VMs matching ``filters`` in ``sort`` order (prefix "-" for descending)."""
+def vm_list(*, params=None, host_id: int | None = None) -> QuerySet[VM]:
+    """VMs matching the filters in ``params`` (a query dict: q, host, state, gone, sort), sorted."""
     qs = VM.objects.select_related("host").defer(*LIST_FIELDS_EXCLUDED)
-    if not filters.include_gone:
-        qs = qs.filter(gone_at__isnull=True)
-    if filters.host_id is not None:
-        qs = qs.filter(host_id=filters.host_id)
-    if filters.state:
-        qs = qs.filter(state=filters.state)
-    if filters.q:
-        term = filters.q
-        cond = Q(name__icontains=term)
-        compact = term.replace("-", "").lower()
-        if len(compact) >= 4 and all(c in "0123456789abcdef" for c in compact):
-            cond |= Q(uuid__startswith=term.lower()) if len(term) < 36 else Q(uuid=_as_uuid(term))
-        qs = qs.filter(cond)
-    key = sort_key(sort)
-    descending = key.startswith("-")
-    columns = SORTS[key.lstrip("-")]
-    return qs.order_by(*(f"-{c}" if descending else c for c in columns))
+    if host_id is not None:
+        qs = qs.filter(host_id=host_id)
+    return VMFilterSet(params or {}, queryset=qs).qs
 
 
 def _as_uuid(value: str):
@@ -89,3 +91,24 @@ def vm_get(*, uuid: str | uuidlib.UUID) -> VM:
         return VM.objects.select_related("host").get(uuid=value)
     except VM.DoesNotExist:
         raise NotFound(f"There is no VM with UUID {value}.") from None
+
+
+def fleet_summary(*, user) -> dict:
+    """Totals for the fleet header, over the hosts and VMs ``user`` may see."""
+    hosts = access.visible_hosts(user, Host.objects.all()).aggregate(
+        total=Count("id"),
+        connected=Count("id", filter=Q(state="connected")),
+        unreachable=Count("id", filter=Q(state__in=["unreachable", "error"])),
+        maintenance=Count("id", filter=~Q(maintenance="")),
+        memory=Sum("memory_bytes"),
+        free_memory=Sum("free_memory_bytes"),
+        cpus=Sum("cpus"),
+    )
+    vms = access.visible_vms(user, VM.objects.present()).aggregate(
+        total=Count("id"),
+        running=Count("id", filter=Q(state="running")),
+        paused=Count("id", filter=Q(state="paused")),
+        shutoff=Count("id", filter=Q(state="shutoff")),
+        other=Count("id", filter=~Q(state__in=["running", "paused", "shutoff"])),
+    )
+    return {"hosts": hosts, "vms": vms}

@@ -1,10 +1,11 @@
-// Host page: follow an evacuation (maintenance) live by refetching its panel as its jobs change.
-const holder = document.querySelector('[data-fragment="maintenance"]');
+// Host page: the sections other apps add (maintenance, ...) and the action buttons are refetched as
+// events about this host or its jobs arrive (the VM table follows its rows itself: live.js).
+const head = document.getElementById("host-head");
+const hostId = head?.dataset.hostId;
 let timer = null;
 
-async function replace(name) {
-  const el = document.querySelector(`[data-fragment="${name}"]`);
-  if (!el) return;
+async function replace(el) {
+  const name = el.dataset.fragment;
   const url = new URL(location.href);
   url.searchParams.set("fragment", name);
   const response = await fetch(url, { credentials: "same-origin" });
@@ -16,16 +17,12 @@ async function replace(name) {
 
 function refresh() {
   clearTimeout(timer);
-  timer = setTimeout(() => {
-    replace("maintenance");
-    replace("host-actions");
-  }, 300);
+  timer = setTimeout(() => document.querySelectorAll("[data-fragment]").forEach(replace), 300);
 }
 
 document.addEventListener("vf:event", (ev) => {
   const event = ev.detail;
-  if (!holder) return;
-  const hostId = holder.dataset.hostIdMaint;
+  if (!hostId) return;
   if (event.type === "job.updated" && (String(event.job.host) === hostId || event.job.parent)) refresh();
   if (event.type === "host.updated" && String(event.host.id) === hostId) refresh();
 });

@@ -1,5 +1,6 @@
 // Jobs list and job page: statuses, progress and outcomes update live.
 import { badge, escapeHtml } from "./format.js";
+import { newer } from "./live.js";
 
 const jobBadge = (status, label) => badge(status === "running" ? "job-running" : status, label);
 
@@ -9,6 +10,7 @@ const headEl = document.getElementById("job-head");
 function applyRow(job) {
   const row = document.querySelector(`tr[data-job-id="${job.id}"]`);
   if (!row) return false;
+  if (!newer(row, job.version)) return true;
   row.querySelector('[data-field="status"]').innerHTML = jobBadge(job.status, job.status_label);
   const bar = job.status === "running" ? `<progress class="progress progress-inline" max="100" value="${job.progress}">${job.progress} %</progress>` : "";
   const text = job.error ? `<span class="error-text">${escapeHtml(job.error)}</span>` : escapeHtml(job.message);
@@ -21,7 +23,7 @@ function applyRow(job) {
 }
 
 function applyHead(job) {
-  if (!headEl || String(job.id) !== headEl.dataset.jobId) return;
+  if (!headEl || String(job.id) !== headEl.dataset.jobId || !newer(headEl, job.version)) return;
   const previous = headEl.dataset.status;
   headEl.querySelector('[data-field="status"]').innerHTML = jobBadge(job.status, job.status_label);
   document.querySelector('[data-field="progress"]').value = job.progress;
@@ -36,7 +38,8 @@ function applyHead(job) {
 }
 
 document.addEventListener("vf:event", (ev) => {
-  if (ev.detail.type !== "job.updated") return;
+  // a migration's progress carries its job too
+  if (ev.detail.type !== "job.updated" && ev.detail.type !== "migration.progress") return;
   const job = ev.detail.job;
   applyHead(job);
   if (table && !applyRow(job)) {

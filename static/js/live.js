@@ -86,7 +86,9 @@ function handle(event) {
   document.dispatchEvent(new CustomEvent("vf:event", { detail: event }));
 }
 
-function newer(el, version) {
+// Every pushed object carries its version: an event older than what an element shows is dropped
+// (events of one object can arrive out of order from different processes).
+export function newer(el, version) {
   const shown = Number(el.dataset.version || 0);
   if (version <= shown) return false;
   el.dataset.version = String(version);
@@ -208,6 +210,7 @@ function applyHost(host) {
   // A list of "hosts needing attention" gains or loses rows as hosts change: refetch it.
   if (table && (!shown || table.dataset.complete === "0")) refreshHostRowsSoon();
   document.querySelectorAll(`[data-host-id="${host.id}"]`).forEach((row) => {
+    if (row.dataset.version !== undefined && !newer(row, host.version)) return;
     setField(row, "status", badge(host.status, host.status.replace(/_/g, " ")) +
       (host.last_error && host.status !== "connected" ? `<div class="small muted" title="${escapeHtml(host.last_error)}">${escapeHtml(host.last_error.length > 110 ? host.last_error.slice(0, 109) + "…" : host.last_error)}</div>` : ""));
     if (host.vm_count !== undefined) {

@@ -9,8 +9,13 @@ from guardian.shortcuts import assign_perm, remove_perm
 from core import access
 from core.errors import Forbidden
 from core.realtime import push_now
+from hosts.events import HostRemoved, HostUpdated, host_payload
 from hosts.models import Host
-from vms.models import VM, Job
+from jobs.events import JobUpdated, job_payload
+from jobs.models import Job
+from migration.events import MigrationProgress, MigrationStats
+from vms.events import VMUpdated, vm_payload
+from vms.models import VM
 
 WEB1 = "11111111-1111-4111-8111-111111111101"  # host-a
 DB1 = "11111111-1111-4111-8111-111111111102"  # host-a
@@ -175,7 +180,18 @@ async def subscribe(user, topics):
 
 
 def vm_event(vm, host_id):
-    return {"type": "vm.updated", "vm": {"uuid": str(vm.uuid), "host": host_id, "name": vm.name, "version": 9}}
+    """vm.updated for ``vm`` as if it were on ``host_id`` now."""
+    return VMUpdated(vm=vm_payload(vm).model_copy(update={"host": host_id, "version": 9}))
+
+
+def job_event(job_id, vm_uuid, host_id, *, migration=False):
+    job = Job(pk=job_id, kind="migrate" if migration else "suspend", vm_uuid=vm_uuid, host_id=host_id)
+    if migration:
+        stats = MigrationStats(phase="copying memory", percent=10, elapsed_ms=1, data_total=1, data_processed=0,
+                               data_remaining=1, memory_bps=0, dirty_rate_bps=0, expected_downtime_ms=0,
+                               iteration=1, postcopy=False)  # fmt: skip
+        return MigrationProgress(job=job_payload(job), progress=stats)
+    return JobUpdated(job=job_payload(job))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -194,28 +210,14 @@ async def test_socket_refuses_topics_and_filters_events_a_scoped_user_may_not_se
     assert await AuditEvent.objects.filter(action="live.subscribe", outcome="refused", username="vera").acount() == 3
 
     push = database_sync_to_async(push_now)
-    await push(["fleet"], vm_event(cache1, host_b.pk))
-    await push(["fleet"], {"type": "host.updated", "host": {"id": host_b.pk}})
-    await push(
-        ["jobs"], {"type": "job.updated", "job": {"id": 5, "vm_uuid": CACHE1, "host": host_b.pk, "target_host": None}}
-    )
-    await push(
-        ["jobs"],
-        {
-            "type": "migration.progress",
-            "job_id": 5,
-            "vm_uuid": CACHE1,
-            "host": host_b.pk,
-            "target_host": None,
-            "progress": {},
-        },
-    )
+    await push(["fleet"], await database_sync_to_async(vm_event)(cache1, host_b.pk))
+    await push(["fleet"], HostUpdated(host=await database_sync_to_async(host_payload)(host_b)))
+    await push(["jobs"], job_event(5, CACHE1, host_b.pk))
+    await push(["jobs"], job_event(5, CACHE1, host_b.pk, migration=True))
     assert await comm.receive_nothing(timeout=0.5)
-    await push(["fleet"], vm_event(web1, host_a.pk))
+    await push(["fleet"], await database_sync_to_async(vm_event)(web1, host_a.pk))
     assert (await comm.receive_json_from(timeout=3))["vm"]["uuid"] == WEB1
-    await push(
-        ["jobs"], {"type": "job.updated", "job": {"id": 6, "vm_uuid": WEB1, "host": host_a.pk, "target_host": None}}
-    )
+    await push(["jobs"], job_event(6, WEB1, host_a.pk))
     assert (await comm.receive_json_from(timeout=3))["job"]["id"] == 6
     await comm.disconnect()
 
@@ -226,9 +228,11 @@ async def test_socket_of_a_host_operator_follows_a_vm_that_migrates_onto_the_hos
     hank = await database_sync_to_async(make_user)("hank")
     await database_sync_to_async(assign_perm)("hosts.view_host", hank, host_a)
     comm, _reply = await subscribe(hank, ["fleet"])
-    await database_sync_to_async(push_now)(["fleet"], vm_event(cache1, host_b.pk))
+    await database_sync_to_async(push_now)(["fleet"], await database_sync_to_async(vm_event)(cache1, host_b.pk))
     assert await comm.receive_nothing(timeout=0.5)
-    await database_sync_to_async(push_now)(["fleet"], vm_event(cache1, host_a.pk))  # it arrived on host-a
+    await database_sync_to_async(push_now)(
+        ["fleet"], await database_sync_to_async(vm_event)(cache1, host_a.pk)
+    )  # it arrived on host-a
     assert (await comm.receive_json_from(timeout=3))["vm"]["host"] == host_a.pk
     await comm.disconnect()
 
@@ -242,7 +246,7 @@ async def test_socket_of_a_user_who_is_disabled_is_closed(host_a, make_user, mon
     await Host.objects.filter(pk=host_a.pk).aupdate(name="host-a")  # no-op write: the DB answers
     await database_sync_to_async(type(viewer).objects.filter(pk=viewer.pk).update)(is_active=False)
     monkeypatch.setattr(consumers, "REFRESH_SECONDS", 0)
-    await database_sync_to_async(push_now)(["fleet"], {"type": "host.removed", "host_id": 1})
+    await database_sync_to_async(push_now)(["fleet"], HostRemoved(host_id=1))
     output = await comm.receive_output(timeout=3)
     assert output == {"type": "websocket.close", "code": 4401}
 

@@ -7,6 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from core.consumers import LiveConsumer, topic_group
 from core.realtime import push_now
+from hosts.events import HostRemoved
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +52,7 @@ async def test_subscribed_page_receives_pushed_events(user):
         "topics": ["fleet", "vm:11111111-1111-4111-8111-111111111101"],
         "refused": [],
     }
-    await database_sync_to_async(push_now)(["fleet"], {"type": "host.removed", "host_id": 7})
+    await database_sync_to_async(push_now)(["fleet"], HostRemoved(host_id=7))
     assert await comm.receive_json_from(timeout=3) == {"type": "host.removed", "host_id": 7}
     await comm.disconnect()
 
@@ -83,7 +84,7 @@ async def test_unsubscribe_stops_events(user):
     await comm.receive_json_from()
     await comm.send_json_to({"action": "unsubscribe", "topics": ["host:3"]})
     assert (await comm.receive_json_from())["type"] == "unsubscribed"
-    await database_sync_to_async(push_now)(["host.3"], {"type": "host.removed", "host_id": 3})
+    await database_sync_to_async(push_now)(["host.3"], HostRemoved(host_id=3))
     assert await comm.receive_nothing(timeout=0.5)
     await comm.disconnect()
 
@@ -106,6 +107,6 @@ async def test_an_idle_socket_stays_open_and_still_gets_events(user):
     await comm.send_json_to({"action": "subscribe", "topics": ["fleet"]})
     await comm.receive_json_from()
     await asyncio.sleep(6.5)  # idle for longer than one blocking receive
-    await database_sync_to_async(push_now)(["fleet"], {"type": "host.removed", "host_id": 9})
+    await database_sync_to_async(push_now)(["fleet"], HostRemoved(host_id=9))
     assert await comm.receive_json_from(timeout=3) == {"type": "host.removed", "host_id": 9}
     await comm.disconnect()

@@ -72,7 +72,7 @@ def assert_guest_screen(page) -> dict:
 
 
 def latest_session(uuid: str):
-    from vms.models import ConsoleSession
+    from console.models import ConsoleSession
 
     return ConsoleSession.objects.filter(vm_uuid=uuid).order_by("-opened_at").first()
 
@@ -134,7 +134,7 @@ def test_reused_ticket_is_refused_and_the_page_says_why(page, console_stack, lab
 
 
 def test_another_users_ticket_is_refused(browser, page, console_stack, lab_state, lab_hosts, django_user_model):
-    from vms.console import console_ticket_issue
+    from console.services import console_ticket_issue
     from vms.models import VM
 
     uuid = running_guest(lab_state.real_hosts[0])

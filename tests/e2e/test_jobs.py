@@ -5,8 +5,9 @@ import signal
 import pytest
 
 import lab
+from jobs.models import Job
 from tests.e2e.conftest import domstate, screenshot, wait_for
-from vms.models import VM, Job
+from vms.models import VM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -62,14 +63,14 @@ def test_a_worker_killed_mid_job_leaves_no_job_running_forever(
     """SIGKILL the worker while a job runs; after a restart the job ends with a clear reason."""
     from django.db import transaction
 
-    from vms.jobs import job_request
+    from vms.services import vm_job_request
 
     lab2 = lab_state.real_hosts[1]
     guest = f"{lab2.name}-vm1"
     vm = VM.objects.select_related("host").get(name=guest)
     stack.stop("worker")  # no worker: the job waits in the queue
     with transaction.atomic():
-        job = job_request(vm=vm, kind="suspend", user=admin_user_e2e)
+        job = vm_job_request(vm=vm, action="suspend", user=admin_user_e2e)
     lab.kill_libvirtd(lab_state.base_dir, lab2.name)  # the worker will retry: a job that stays running
     try:
         stack.start_worker("worker")

@@ -5,8 +5,9 @@ import time
 
 import pytest
 
+from jobs.models import Job
 from tests.e2e.conftest import domstate, screenshot, virsh, wait_for
-from vms.models import VM, Job
+from vms.models import VM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

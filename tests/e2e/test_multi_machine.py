@@ -36,8 +36,8 @@ from django.conf import settings
 
 from tests.bootstrap import ROOT, free_port
 from tests.e2e.conftest import BYPASS_CSP, domstate, reset_guests, screenshot, sign_in, signed_in, virsh
-from tests.e2e.postgres import PostgresCluster, PostgresMissing
 from tests.e2e.stack import Stack, port_open, wait_for
+from tests.postgres import PostgresCluster, PostgresMissing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

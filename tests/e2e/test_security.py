@@ -55,7 +55,7 @@ def visit(page, seen, url: str, *, wait: str = "") -> None:
 
 
 def test_no_page_breaks_the_content_security_policy(strict_page, console_stack, lab_state, lab_hosts):
-    from vms.models import Job
+    from jobs.models import Job
 
     page = strict_page
     seen = watch(page)

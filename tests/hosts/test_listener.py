@@ -111,21 +111,22 @@ def test_events_during_the_resync_after_connecting_are_not_undone_by_it(
 def test_a_burst_of_events_for_one_vm_is_coalesced():
     """While a VM is being re-read, any number of new events for it make exactly one more re-read,
     a full one if any of them needed it."""
+    from hosts.inventory import Hint
     from hosts.listener import Shard
 
     release, calls = threading.Event(), []
 
-    def handler(host_id, uuid, full):
-        calls.append((host_id, uuid, full))
+    def handler(host_id, hint):
+        calls.append((host_id, hint.key, hint.full))
         release.wait(5)
 
     shard = Shard(0, handler)
     shard.start()
-    shard.submit(1, WEB1, full=False)
+    shard.submit(1, Hint("domains", WEB1, full=False))
     assert wait_for(lambda: len(calls) == 1)  # the first re-read is running and blocked
     for i in range(50):
-        shard.submit(1, WEB1, full=(i == 17))
-    shard.submit(2, WEB1, full=False)  # another host's copy is its own key
+        shard.submit(1, Hint("domains", WEB1, full=(i == 17)))
+    shard.submit(2, Hint("domains", WEB1, full=False))  # another host's copy is its own key
     release.set()
     assert wait_for(lambda: len(calls) == 3)
     time.sleep(0.2)

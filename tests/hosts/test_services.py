@@ -121,9 +121,9 @@ def test_sync_of_an_unreachable_host_marks_it_and_keeps_its_vms(host_a):
 
 def test_removing_a_host_with_an_active_job_is_refused(host_a, admin_user):
     from core.errors import Conflict
-    from vms.jobs import job_request
+    from vms.services import vm_job_request
 
-    job_request(vm=VM.objects.get(name="web-1"), kind="suspend", user=admin_user)  # stays queued
+    vm_job_request(vm=VM.objects.get(name="web-1"), action="suspend", user=admin_user)  # stays queued
     with pytest.raises(Conflict, match="1 job\\(s\\) in progress"):
         host_remove(host=host_a)
     assert Host.objects.filter(pk=host_a.pk).exists()

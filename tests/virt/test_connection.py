@@ -82,7 +82,7 @@ def test_events_are_delivered_for_changes():
     conn = open_connection(driver_uri("host-a.xml"))
     seen = []
     conn.register_events(seen.append)
-    raw = conn._conn.lookupByName("web-1")
+    raw = conn.raw.lookupByName("web-1")
     raw.suspend()
     deadline = time.monotonic() + 3
     while not seen and time.monotonic() < deadline:

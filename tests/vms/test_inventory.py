@@ -15,7 +15,9 @@ WEB1 = "11111111-1111-4111-8111-111111111101"
 def pushes(monkeypatch):
     """Events handed to the channel layer (the layer itself is tested in tests/dashboard)."""
     sent = []
-    monkeypatch.setattr("core.realtime.push_now", lambda groups, event: sent.append((groups, event)))
+    monkeypatch.setattr(
+        "core.realtime.push_now", lambda groups, event: sent.append((groups, event.model_dump(mode="json")))
+    )
     return sent
 
 

@@ -1,15 +1,10 @@
-"""``{% console_button vm %}``: the VM page's Console button, enabled when the console can open."""
+"""The fleet table's console cell: whether the VM's display can open (vms.actions.console_refusal)."""
 
 from django import template
 
-from vms.console import CONSOLE_STATES, console_refusal
+from vms.actions import CONSOLE_STATES, console_refusal
 
 register = template.Library()
-
-
-@register.inclusion_tag("vms/_console_button.html")
-def console_button(vm):
-    return {"vm": vm, "refusal": console_refusal(vm)}
 
 
 @register.simple_tag
