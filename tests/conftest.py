@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.helpers import driver_uri
@@ -87,3 +89,17 @@ def raw_libvirt():
         return host_connection(host).raw
 
     return get
+
+
+@pytest.fixture(scope="session", autouse=os.environ.get("VIRTFLEET_TEST_DB") == "postgres")
+def _close_other_database_sessions(django_db_setup, django_db_blocker):
+    """Threads some tests start (listeners, consumers) keep PostgreSQL sessions open; end them so
+    the test database can be dropped at the end of the run."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

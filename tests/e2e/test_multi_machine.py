@@ -450,7 +450,7 @@ def test_a_job_asked_of_web_1_runs_on_a_worker_and_reaches_a_browser_on_web_2(fl
     api2 = Api(fleet.web_urls["web-2"], session=fleet.api1.session)
     assert api2.get(f"/api/jobs/{job['id']}/")["worker"] == job["worker"]
     with psycopg.connect(fleet.pg.url) as conn:
-        row = conn.execute("SELECT status, worker FROM vms_job WHERE id = %s", (job["id"],)).fetchone()
+        row = conn.execute("SELECT status, worker FROM jobs_job WHERE id = %s", (job["id"],)).fetchone()
         others = conn.execute("SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database()")
         print(f"PostgreSQL connections of 2 web, 2 workers x 8 threads, 2 listeners: {others.fetchone()[0]}")
     assert row == ("succeeded", job["worker"])

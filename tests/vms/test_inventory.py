@@ -137,11 +137,14 @@ def test_a_state_only_change_updates_just_the_state_and_is_pushed(host_a, host_b
     after = VM.objects.get(uuid=WEB1)
     assert (after.state, after.version, after.xml) == ("paused", before.version + 1, before.xml)
     assert [e["vm"]["state"] for _, e in pushes if e["type"] == "vm.updated"] == ["paused"]
+    # its host shows one VM less running
+    assert [e["host"]["running_count"] for _, e in pushes if e["type"] == "host.updated"] == [0]
+    pushed = len(pushes)
     with on_commit():  # the same state again: nothing to write or push
         assert vm_apply_state(
             host=host_a, uuid=WEB1, state=host_connection(host_a).power_state(WEB1), read_at=timezone.now()
         )
-    assert VM.objects.get(uuid=WEB1).version == after.version and len(pushes) == 1
+    assert VM.objects.get(uuid=WEB1).version == after.version and len(pushes) == pushed
     # not a VM of that host: the caller must re-read it fully
     assert not vm_apply_state(
         host=host_b, uuid=WEB1, state=host_connection(host_a).power_state(WEB1), read_at=timezone.now()
