@@ -171,6 +171,7 @@ class HostConnection:
         self._close_reason = ""
         self._close_handlers: list[Callable[[str], None]] = []
         self._event_ids: list[int] = []
+        self._deregister: list[Callable[[], object]] = []
         self._done = False  # closed for good (close() ran)
         try:
             conn.registerCloseCallback(self._on_close, None)
@@ -460,11 +461,19 @@ class HostConnection:
             except libvirt.libvirtError:
                 log.debug("%s does not support %s events", self.uri, kind)
 
+    def on_deregister(self, undo: Callable[[], object]) -> None:
+        """Run ``undo`` when this connection's events are deregistered (other event families)."""
+        self._deregister.append(undo)
+
     def deregister_events(self) -> None:
         for callback_id in self._event_ids:
             with contextlib.suppress(libvirt.libvirtError):
                 self._conn.domainEventDeregisterAny(callback_id)
         self._event_ids.clear()
+        for undo in self._deregister:
+            with contextlib.suppress(libvirt.libvirtError):
+                undo()
+        self._deregister.clear()
 
 
 class ConnectionManager:

@@ -135,6 +135,7 @@ class DomainInfo:
     graphics: tuple[GraphicsInfo, ...] = ()
     arch: str = ""
     os_type: str = ""
+    disks: tuple[DiskInfo, ...] = ()
     xml: str = field(default="", repr=False)
 
     @property
@@ -254,6 +255,7 @@ def domain_info_from_xml(
         graphics=parse_graphics(root),
         arch=os_type.get("arch", "") if os_type is not None else "",
         os_type=(os_type.text or "") if os_type is not None else "",
+        disks=tuple(_disks(root)),
         xml=xml,
     )
 
@@ -314,7 +316,7 @@ def host_info_from(
 
 @dataclass(frozen=True)
 class DiskInfo:
-    """A disk of a domain, as far as deleting its storage is concerned."""
+    """A disk of a domain: where its data is (a path, or a pool's volume) and how the guest sees it."""
 
     target: str
     device: str
@@ -323,6 +325,9 @@ class DiskInfo:
     volume: str = ""
     readonly: bool = False
     shareable: bool = False
+    bus: str = ""  # virtio, sata, scsi, ide...
+    format: str = ""  # the driver's type: raw, qcow2
+    source_type: str = ""  # file, block, volume, network
 
     @property
     def label(self) -> str:
@@ -342,10 +347,15 @@ class DiskInfo:
 
 
 def domain_disks(xml: str) -> list[DiskInfo]:
+    return _disks(parse_xml(xml))
+
+
+def _disks(root: ET.Element) -> list[DiskInfo]:
     disks = []
-    for disk in parse_xml(xml).findall("./devices/disk"):
+    for disk in root.findall("./devices/disk"):
         source = disk.find("source")
         target = disk.find("target")
+        driver = disk.find("driver")
         src = source.attrib if source is not None else {}
         disks.append(
             DiskInfo(
@@ -356,6 +366,9 @@ def domain_disks(xml: str) -> list[DiskInfo]:
                 volume=src.get("volume", ""),
                 readonly=disk.find("readonly") is not None,
                 shareable=disk.find("shareable") is not None,
+                bus=target.get("bus", "") if target is not None else "",
+                format=driver.get("type", "") if driver is not None else "",
+                source_type=disk.get("type", ""),
             )
         )
     return disks

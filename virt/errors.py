@@ -40,8 +40,20 @@ class AuthenticationFailed(HostUnreachable):
     transient = False
 
 
-class DomainNotFound(VirtError):
+class NotFound(VirtError):
+    """The host has no such object (any more)."""
+
+
+class DomainNotFound(NotFound):
     """The host has no domain with that UUID (any more)."""
+
+
+class PoolNotFound(NotFound):
+    """The host has no storage pool of that name (any more)."""
+
+
+class VolumeNotFound(NotFound):
+    """The pool has no volume of that name (any more)."""
 
 
 class OperationUnsupported(VirtError):
@@ -75,7 +87,8 @@ _UNSUPPORTED = {
     libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
     libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
 }
-_NOT_FOUND = {libvirt.VIR_ERR_NO_DOMAIN}
+_NOT_FOUND = {libvirt.VIR_ERR_NO_DOMAIN: DomainNotFound, libvirt.VIR_ERR_NO_STORAGE_POOL: PoolNotFound,
+              libvirt.VIR_ERR_NO_STORAGE_VOL: VolumeNotFound}  # fmt: skip
 _INVALID = {libvirt.VIR_ERR_OPERATION_INVALID}
 
 # Common libvirt messages and what an operator should do about them.
@@ -111,7 +124,7 @@ def translate(exc: libvirt.libvirtError, *, context: str = "") -> VirtError:
     if code == libvirt.VIR_ERR_AUTH_FAILED or code == libvirt.VIR_ERR_AUTH_CANCELLED:
         return AuthenticationFailed(message, hint=hint or "check the host's credentials.", code=code)
     if code in _NOT_FOUND:
-        return DomainNotFound(message, code=code)
+        return _NOT_FOUND[code](message, code=code)
     if code in _UNSUPPORTED:
         return OperationUnsupported(message, hint=hint, code=code)
     if code in _INVALID:
