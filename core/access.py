@@ -35,12 +35,18 @@ refused = Signal()
 
 # --- the models rights apply to, registered by their apps -------------------------------------------------
 _MODELS: dict[str, type] = {}
+_ON_HOST: set[str] = set()  # kinds judged by the rights on their host (pools, volumes, networks)
 
 
-def register_model(kind: str, model: type) -> None:
-    """Make ``model`` a kind access knows ("host", "vm", "job"): objects of it can be asked about."""
+def register_model(kind: str, model: type, *, on_host: bool = False) -> None:
+    """Make ``model`` a kind access knows ("host", "vm", "job"): objects of it can be asked about.
+
+    ``on_host``: an object of it (a storage pool, a volume) lives on one host, and the rights on that
+    host decide — see it with view_host, change it with manage_host. It must have ``host_id``."""
     _MODELS[kind] = model
     model.access_kind = kind  # type: ignore[attr-defined]
+    if on_host:
+        _ON_HOST.add(kind)
 
 
 def _model(kind: str):
@@ -293,6 +299,8 @@ def may(user, action: str, obj=None) -> bool:
         return _may_on_vm(user, action, vm_pk=obj.pk, uuid=obj.uuid, host_id=obj.host_id)
     if kind == "host":
         return _may_on_host(user, action, obj.pk)
+    if kind in _ON_HOST:
+        return _may_on_host(user, action, obj.host_id)
     if kind == "job":
         return _may_on_job(user, action, obj)
     # fleet-wide: what the menus and the add/bulk forms ask
@@ -335,6 +343,10 @@ def refusal_message(user, action: str, obj=None) -> str:
         if action != VIEW and may(user, VIEW, obj):
             return f"You may not {verb} host {obj.name}: ask an administrator for admin rights on it."
         return "You may not see this host: ask an administrator for access to it."
+    if kind in _ON_HOST:
+        if action != VIEW and may(user, VIEW, obj):
+            return f"You may not {verb} {kind} {obj.name}: ask an administrator for admin rights on its host."
+        return f"You may not see this {kind}: ask an administrator for access to its host."
     if action != VIEW and may(user, VIEW, obj):
         return (
             f"You may not {verb} job {obj.pk}: ask an administrator for the rights that started it "
@@ -371,6 +383,12 @@ def visible_vms(user, qs: QuerySet) -> QuerySet:
 def visible_hosts(user, qs: QuerySet) -> QuerySet:
     v = visibility_for(user)
     return qs if v.everything else qs.filter(pk__in=v.host_ids)
+
+
+def visible_on_hosts(user, qs: QuerySet, field: str = "host_id") -> QuerySet:
+    """Rows that live on a host (pools, volumes: ``field`` names their host) of the hosts the user may see."""
+    v = visibility_for(user)
+    return qs if v.everything else qs.filter(**{f"{field}__in": v.host_ids})
 
 
 def visible_jobs(user, qs: QuerySet) -> QuerySet:

@@ -24,6 +24,7 @@ class Section:
     context: Callable[..., dict] | None = None  # (request, obj) → what its template needs
     fragment: str = ""  # what ?fragment=<name> renders (default: the template)
     order: int = 50
+    script: str = ""  # a static JS module that makes it live (loaded once per page, whatever the sections)
 
 
 _SECTIONS: list[Section] = []
@@ -56,3 +57,25 @@ def section_fragment(request, page: str, obj, base: dict):
             context = {**base, **section_context(section, request, obj)}
             return render(request, section.fragment or section.template, context)
     return None
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str  # reversed for the link
+    app_name: str  # the nav item is shown active on the pages of this URL namespace
+    order: int = 50
+
+
+_NAV: list[NavItem] = []
+
+
+def register_nav(item: NavItem) -> None:
+    """A main navigation entry of an app (between Hosts and Jobs, by order)."""
+    if all(n.url_name != item.url_name for n in _NAV):
+        _NAV.append(item)
+        _NAV.sort(key=lambda n: (n.order, n.label))
+
+
+def nav_items() -> list[NavItem]:
+    return list(_NAV)

@@ -369,11 +369,14 @@ def host_sync(*, host: Host) -> SyncResult:
     make the rows match: one bulk read and one transaction per family."""
     started = timezone.now()
     counts = Counts()
+    found: dict[str, int] = {}
     try:
         conn = connections.host_connection(host)
         info = conn.node_info()
         for family in families():
-            counts.add(family.sync(host, conn))
+            family_counts = family.sync(host, conn)
+            counts.add(family_counts)
+            found[family.name] = family_counts.objects
     except VirtError as exc:
         host_mark_unreachable(host=host, error=str(exc))
         return SyncResult(host=host, ok=False, error=str(exc))
@@ -396,7 +399,7 @@ def host_sync(*, host: Host) -> SyncResult:
         updated=counts.updated,
         moved=counts.moved,
         gone=counts.gone,
-        domains=counts.objects,
+        domains=found.get("domains", 0),
         seconds=(now - started).total_seconds(),
     )
 

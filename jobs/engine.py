@@ -132,6 +132,8 @@ def job_request(
             _refuse(user, spec.audit, target, ServiceError(
                 f"Cannot {spec.label.lower()} {subject.name}: {reason}.", code="not_allowed"
             ))  # fmt: skip
+    if spec.facts is not None:
+        clean = {**clean, **spec.facts(target, clean)}
     return _create(spec, subject, target, clean, user=user, ip=ip, parent=parent, target_host=target_host)
 
 
@@ -147,6 +149,7 @@ def _create(spec: Kind, subject: Subject, target, params: dict, *, user, ip, par
                 vm=subject.vm,
                 vm_uuid=subject.vm.uuid if subject.vm is not None else None,
                 vm_name=subject.vm.name if subject.vm is not None else "",
+                target_name=subject.label[:255],
                 host=host,
                 host_name=host.name if host is not None else "",
                 target_host=target_host,
@@ -386,6 +389,12 @@ def job_progress(job: Job, progress: int, message: str, *, record: bool = False,
         job_changed(job)
 
 
+def job_remark(job: Job, message: str) -> None:
+    """Add a line to a job's timeline after the fact (what a later cleanup did for it); its
+    status stays."""
+    JobEvent.objects.create(job=job, status=job.status, progress=job.progress, message=message[:500])
+
+
 # --- parents and children -----------------------------------------------------------------------------------
 def _child_ended(child: Job) -> None:
     """A child reached its end: the parent's progress follows, and the last child ends the parent."""
@@ -448,6 +457,13 @@ class Context:
 
     def cancelled(self) -> bool:
         return Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+
+    def note(self, **facts) -> None:
+        """Keep ``facts`` in the job's result (what it made, for undo), at once: a worker that dies
+        leaves them for the reaper."""
+        job = self.job
+        job.result = {**(job.result or {}), **facts}
+        Job.objects.filter(pk=job.pk).update(result=job.result)
 
     def request_child(self, *, kind: str, target, params: dict | None = None, target_host=None) -> Job:
         """Start a child job, under this job's requester and right."""
@@ -564,8 +580,31 @@ def _after(job: Job) -> None:
         log.info("could not re-read after job %s: %s", job.pk, exc)
 
 
+def _undo(job: Job) -> str:
+    """Let the kind remove what a job that did not succeed made; what it says is added to the job's end."""
+    undo = job.spec.undo
+    if undo is None:
+        return ""
+    try:
+        said = undo(job)
+    except Exception as exc:
+        log.warning("undoing job %s failed: %s", job.pk, exc)
+        return f"could not undo what it made: {exc}"
+    return said or ""
+
+
+def _with_undo(text: str, undone: str) -> str:
+    return f"{text}; {undone}" if undone else text
+
+
 def _finish(job: Job, status: str, *, message: str = "", error: str = "", code: str = "",
             result: dict | None = None) -> None:  # fmt: skip
+    if status != JobStatus.SUCCEEDED:
+        undone = _undo(job)
+        message, error = (
+            _with_undo(message, undone) if message else message,
+            _with_undo(error, undone) if error else error,
+        )
     _after(job)
     with transaction.atomic():
         current = Job.objects.select_for_update().get(pk=job.pk)
@@ -586,6 +625,7 @@ def job_end_interrupted(job: Job, *, reason: str) -> Job:
             verdict = spec.judge(job)
         except Exception as exc:
             log.info("interrupted job %s: cannot judge it: %s", job.pk, exc)
+    undone = "" if verdict is not None and verdict.done else _undo(job)
     _after(job)
     with transaction.atomic():
         current = Job.objects.select_for_update().get(pk=job.pk)
@@ -598,7 +638,7 @@ def job_end_interrupted(job: Job, *, reason: str) -> Job:
             if verdict is not None
             else f"interrupted: {reason}; run it again"
         )
-        return job_transition(current, JobStatus.FAILED, error=error, error_code="interrupted")
+        return job_transition(current, JobStatus.FAILED, error=_with_undo(error, undone), error_code="interrupted")
 
 
 def jobs_reap(*, worker_alive: Callable[[str], bool], dead_worker: str | None = None) -> list[Job]:

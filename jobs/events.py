@@ -17,6 +17,7 @@ class JobPayload(Payload):
     kind_label: str
     vm_uuid: str | None
     vm_name: str
+    target_name: str
     host: int | None
     host_name: str
     target_host: int | None

@@ -35,6 +35,8 @@ class JobContext(Protocol):
 
     def request_child(self, *, kind: str, target: Any, params: dict | None = None, target_host: Any = None) -> Job: ...
 
+    def note(self, **facts: Any) -> None: ...  # kept in Job.result: what undo needs after a crash too
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -45,6 +47,7 @@ class Subject:
     lock: str | None
     vm: Any = None  # the VM row, when the job is about a VM
     host: Any = None  # the host the job runs against (its connection is the handler's)
+    label: str = ""  # how jobs name it when it is not a VM ("pool images on lab1")
 
     @classmethod
     def of_host(cls, host) -> Subject:
@@ -106,11 +109,16 @@ class Kind:
     right: str = "operate"  # core.access action needed on the target to ask for it and to cancel it
     audit_action: str = ""  # default "<lock>.<name>"
     params: type | None = None  # a DRF Serializer class of its options (None: it takes none)
+    # what the handler needs to know of the target besides the options (pool and volume names...):
+    # facts(target, options) → kept with the options in Job.params
+    facts: Callable[..., dict] | None = None
     # why the target cannot take it now ("" = it can): check(target, params, target_host=...)
     check: Callable[..., str] | None = None
     admit: Callable[[Job], str] | None = None  # "" = may start now; else why it waits (asked again in 2 s)
     judge: Callable[[Job], Verdict] | None = None  # an interrupted job: did it get there anyway?
     after: Callable[[Job], None] | None = None  # once it ended: re-read what it changed
+    # a job that did not succeed (failed, cancelled, interrupted): remove what it made, say what
+    undo: Callable[[Job], str] | None = None
     children_done: Callable[[Job, list[Job]], Outcome | JobFailed | JobCancelled] | None = None
     cancellable: bool = False  # may a RUNNING job be asked to stop (its handler checks ctx.cancelled())?
     retry_transient: bool = True  # retry, with backoff, when the host drops the connection

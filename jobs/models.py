@@ -52,6 +52,8 @@ class Job(models.Model):
     vm = models.ForeignKey("vms.VM", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     vm_uuid = models.UUIDField(null=True, blank=True, db_index=True)  # None for host-wide jobs
     vm_name = models.CharField(max_length=255, blank=True)
+    # What the job is about when it is not a VM: "pool images on lab1", "volume disk.qcow2 in images".
+    target_name = models.CharField(max_length=255, blank=True)
     host = models.ForeignKey("hosts.Host", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     host_name = models.CharField(max_length=100, blank=True)
     target_host = models.ForeignKey(
@@ -117,13 +119,14 @@ class Job(models.Model):
 
     @property
     def subject_name(self) -> str:
-        return self.vm_name or self.host_name
+        return self.vm_name or self.target_name or self.host_name
 
     @property
     def required_right(self) -> tuple[str, str]:
         """(access action, "vm" or "host"): the right that started this job, needed to act on it."""
         spec = self.spec
-        return spec.right, ("host" if spec.lock == "host" else "vm")
+        # VM jobs and bulk parents (of VM jobs): the VM rights; pools, volumes, hosts: their host's
+        return spec.right, ("vm" if spec.lock in ("vm", "") else "host")
 
     def audit_target(self) -> dict:
         """How the audit log names this job (and the VM and host it is about)."""

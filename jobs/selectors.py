@@ -61,8 +61,14 @@ def active_job(*, lock_key: str) -> Job | None:
     return Job.objects.active().filter(lock_key=lock_key).first()
 
 
-def recent_jobs(*, vm_uuid=None, host_id: int | None = None, kind: str = "", limit: int = 10) -> list[Job]:
+def recent_jobs(*, vm_uuid=None, host_id: int | None = None, kind: str = "", kind_prefix: tuple[str, ...] = (),
+                limit: int = 10) -> list[Job]:  # fmt: skip
     qs = Job.objects.all()
+    if kind_prefix:
+        prefixed = Q()
+        for prefix in kind_prefix:
+            prefixed |= Q(kind__startswith=prefix)
+        qs = qs.filter(prefixed)
     if vm_uuid is not None:
         qs = qs.filter(vm_uuid=vm_uuid)
     if host_id is not None:

@@ -15,7 +15,7 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "kind_label", "vm_uuid", "vm_name", "host", "host_name", "target_host",
+            "id", "kind", "kind_label", "vm_uuid", "vm_name", "target_name", "host", "host_name", "target_host",
             "target_host_name", "params", "status", "status_label", "progress", "message", "error",
             "error_code", "result", "cancel_requested", "cancellable", "requested_by_name", "queued_at",
             "started_at", "finished_at", "worker", "attempts", "celery_task_id", "parent", "version",
