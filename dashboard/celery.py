@@ -11,7 +11,9 @@ app = Celery("dashboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Each queue with its own routing key, so a message lands in exactly one queue on any broker.
 _exchange = Exchange("virtfleet", type="direct")
-app.conf.task_queues = [Queue(name, _exchange, routing_key=name) for name in ("lifecycle", "migration", "inventory")]
+app.conf.task_queues = [
+    Queue(name, _exchange, routing_key=name) for name in ("lifecycle", "migration", "inventory", "storage")
+]
 app.conf.task_default_exchange = "virtfleet"
 app.conf.task_default_routing_key = "lifecycle"
 app.autodiscover_tasks()

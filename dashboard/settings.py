@@ -126,6 +126,7 @@ INSTALLED_APPS = [
     "jobs",
     "vms",
     "migration",
+    "storage",
     "console",
     "audit",
     "accounts",  # last: its post_migrate handler sets up the roles once every permission exists
@@ -412,6 +413,8 @@ VIRTFLEET = {
     "CONSOLE_TICKET_TTL": min(30, env_int("VIRTFLEET_CONSOLE_TICKET_TTL", 30)),
     "CONSOLE_PORT": env_int("VIRTFLEET_CONSOLE_PORT", 6080),
     "CONSOLE_URL": os.environ.get("VIRTFLEET_CONSOLE_URL", ""),
+    # uploads: a job waiting for the browser's next chunk fails after this many seconds without one
+    "UPLOAD_STALL_TIMEOUT": env_int("VIRTFLEET_UPLOAD_STALL_TIMEOUT", 600),
     # history retention in days (0 = keep for ever): finished jobs; audit events + console sessions
     "JOB_RETENTION_DAYS": max(0, env_int("VIRTFLEET_JOB_RETENTION_DAYS", 0)),
     "AUDIT_RETENTION_DAYS": max(0, env_int("VIRTFLEET_AUDIT_RETENTION_DAYS", 0)),

@@ -13,6 +13,7 @@ from core import api
 from dashboard import views
 from hosts.api import HostViewSet
 from jobs.api import JobViewSet
+from storage.api import PoolViewSet, VolumeViewSet
 from vms.api import VMViewSet
 from vms.views import fleet
 
@@ -21,6 +22,8 @@ router.include_format_suffixes = False  # one URL per endpoint (no .json twins):
 router.register("hosts", HostViewSet, basename="api-host")
 router.register("vms", VMViewSet, basename="api-vm")
 router.register("jobs", JobViewSet, basename="api-job")
+router.register("pools", PoolViewSet, basename="api-pool")
+router.register("volumes", VolumeViewSet, basename="api-volume")
 router.register("audit", AuditEventViewSet, basename="api-audit")
 router.register("tokens", TokenViewSet, basename="api-token")
 
@@ -31,6 +34,7 @@ urlpatterns = [
     # migration and console pages and API sit under /vms/, /jobs/, /hosts/ and /api/: before those
     path("", include("migration.urls")),
     path("", include("console.urls")),
+    path("", include("storage.urls")),
     path("hosts/", include("hosts.urls")),
     path("vms/", include("vms.urls")),
     path("jobs/", include("jobs.urls")),

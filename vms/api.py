@@ -15,7 +15,7 @@ from jobs.serializers import JobSerializer
 from . import services
 from .actions import ACTIONS
 from .models import VM
-from .selectors import VMFilterSet, vm_get
+from .selectors import LIST_FIELDS_EXCLUDED, VMFilterSet, vm_get
 from .serializers import ActionRequestSerializer, BulkActionRequestSerializer, VMDetailSerializer, VMSerializer
 
 
@@ -52,7 +52,7 @@ class VMViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     pagination_class = VMPagination
 
     def get_queryset(self):
-        return access.visible_vms(self.request.user, VM.objects.select_related("host").defer("xml"))
+        return access.visible_vms(self.request.user, VM.objects.select_related("host").defer(*LIST_FIELDS_EXCLUDED))
 
     @extend_schema(responses=VMDetailSerializer)
     def retrieve(self, request, uuid=None):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from django.db import transaction
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 SYNCED_FIELDS = [
     "name", "state", "state_reason", "libvirt_state", "libvirt_reason", "vcpus", "max_vcpus",
     "memory_kib", "max_memory_kib", "persistent", "autostart", "managed_save", "arch",
-    "graphics_type", "graphics_listen", "graphics_port", "graphics_socket", "graphics_password", "xml",
+    "graphics_type", "graphics_listen", "graphics_port", "graphics_socket", "graphics_password", "xml", "disks",
 ]  # fmt: skip
 WRITE_FIELDS = [*SYNCED_FIELDS, "host", "also_on", "gone_at", "last_seen", "state_changed", "version", "observed_at"]
 
@@ -65,6 +65,7 @@ def fields_from_info(info: DomainInfo) -> dict:
         "graphics_socket": graphics.socket if graphics else "",
         "graphics_password": graphics.has_password if graphics else False,
         "xml": info.xml,
+        "disks": [asdict(disk) for disk in info.disks],
     }
 
 

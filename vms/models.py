@@ -54,6 +54,9 @@ class VM(models.Model):
     graphics_socket = models.CharField(max_length=1024, blank=True)
     graphics_password = models.BooleanField(default=False)
     xml = models.TextField(blank=True)
+    # Its disks as the domain XML says (virt.domains.DiskInfo fields): storage shows them with their
+    # volumes, and refuses to delete a volume a VM uses.
+    disks = models.JSONField(default=list, blank=True)
 
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)

@@ -14,6 +14,7 @@ from core import access
 from core.errors import Forbidden, ServiceError
 from core.filters import values
 from core.net import client_ip
+from core.pages import section_fragment
 from core.pagination import PER_PAGE_CHOICES, paginate, query_without
 from core.shortcuts import get_or_404, redirect_back
 from hosts.selectors import fleet_hosts, host_choices
@@ -22,7 +23,7 @@ from jobs.selectors import active_job, recent_jobs
 from . import actions, services
 from .forms import ActionForm, BulkActionForm
 from .models import VM, VMState
-from .selectors import VMFilterSet, fleet_summary, sort_key, vm_get
+from .selectors import LIST_FIELDS_EXCLUDED, VMFilterSet, fleet_summary, sort_key, vm_get
 
 
 def _vm_or_404(request, uuid, action: str = access.VIEW, what: str = ""):
@@ -31,7 +32,7 @@ def _vm_or_404(request, uuid, action: str = access.VIEW, what: str = ""):
 
 def vm_table_context(request, *, host_id: int | None = None) -> dict:
     """What vms/_vm_table.html needs: the page of VMs ``request`` asks for (filters, sort, page)."""
-    qs = VM.objects.select_related("host").defer("xml")
+    qs = VM.objects.select_related("host").defer(*LIST_FIELDS_EXCLUDED)
     if host_id is not None:
         qs = qs.filter(host_id=host_id)
     filterset = VMFilterSet(request.GET, queryset=access.visible_vms(request.user, qs))
@@ -85,6 +86,8 @@ def vm_detail(request, uuid):
         return render(request, "vms/_actions.html", context)
     if fragment == "jobs":
         return render(request, "jobs/_job_panel.html", context)
+    if fragment and (answer := section_fragment(request, "vm", vm, context)):
+        return answer  # a section another app put on this page (core.pages)
     # pygments escapes the XML it highlights
     highlighted = highlight(vm.public_xml, XmlLexer(), HtmlFormatter(cssclass="xml")) if vm.xml else ""
     context["xml_html"] = mark_safe(highlighted)  # noqa: S308
