@@ -31,6 +31,7 @@ from lab.guests import (
     wait_guest_ready,
 )
 from lab.images import Images, prepare
+from lab.media import missing_programs as missing_media_programs
 from lab.procs import Proc, is_ours, pids_in_mnt_ns, read_pidfile, terminate
 from lab.state import LabGuest, LabHost, LabState, load_state, save_state, state_path
 
@@ -293,6 +294,7 @@ def _start(
     if real:
         assert images is not None
         _warm_capabilities(real, Path(images.kernel).parent / "qemu-capabilities")
+        _parallel(lambda h: _define_lab_pool(h, images), real)
         _parallel(lambda h: _define_real_guests(h, images), real)
         log.info("real guests defined and started after %.1fs", time.monotonic() - t0)
 
@@ -383,6 +385,36 @@ def _warm_capabilities(real: list[LabHost], seed: Path) -> None:
     H.copy_capabilities(H.caps_dir(first.dir), seed)
     for host in real[1:]:
         H.copy_capabilities(seed, H.caps_dir(host.dir))
+
+
+LAB_POOL = "lab"
+LAB_POOL_PATH = "/var/lib/libvirt/images"  # as the host's libvirtd sees it (its own directory)
+
+
+def _define_lab_pool(host: LabHost, images: Images) -> None:
+    """A dir pool on every real host with the lab's bootable ISO and disk images in it."""
+    pool_dir = Path(host.dir) / "lib" / "images"
+    pool_dir.mkdir(parents=True, exist_ok=True)
+    for source in (images.iso, images.qcow2):
+        target = pool_dir / Path(source).name
+        if not target.exists():
+            subprocess.run(["cp", "--sparse=always", source, str(target)], check=True)
+    conn = libvirt.open(host.unix_uri)
+    try:
+        try:
+            pool = conn.storagePoolLookupByName(LAB_POOL)
+        except libvirt.libvirtError:
+            pool = conn.storagePoolDefineXML(
+                f"<pool type='dir'><name>{LAB_POOL}</name><target><path>{LAB_POOL_PATH}</path></target></pool>", 0
+            )
+        if not pool.isActive():
+            pool.create(0)
+        pool.setAutostart(1)
+        pool.refresh(0)
+    except libvirt.libvirtError as e:
+        raise LabError(f"{host.name}: the lab storage pool failed: {e}") from e
+    finally:
+        conn.close()
 
 
 def _define_real_guests(host: LabHost, images: Images) -> None:
@@ -481,6 +513,8 @@ def _preflight(*, real: bool, ssh: bool) -> list[str]:
             }
         )
     missing = [name for name, path in needed.items() if not os.access(path, os.X_OK)]
+    if real and missing_media_programs():
+        raise PreflightError(f"the lab's boot media need: apt-get install {' '.join(missing_media_programs())}")
     if missing:
         packages = "libvirt-daemon, libvirt-daemon-driver-qemu and qemu-system-x86"
         if ssh:

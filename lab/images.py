@@ -21,10 +21,11 @@ import struct
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lab.errors import ImageError
+from lab.media import build_media, load_media
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class Images:
     initrd: str
     kernel_package: str
     kernel_release: str
+    iso: str = ""  # lab.media: a bootable ISO and disk image of the same guest
+    disk: str = ""
+    qcow2: str = ""
 
 
 def images_dir(base_dir: str | os.PathLike[str]) -> Path:
@@ -70,12 +74,18 @@ def load_images(base_dir: str | os.PathLike[str]) -> Images | None:
     )
     if not (os.path.isfile(images.kernel) and os.path.isfile(images.initrd)):
         return None
-    return images
+    media = load_media(d)
+    return replace(images, iso=media.iso, disk=media.disk, qcow2=media.qcow2) if media else images
 
 
 def prepare(base_dir: str | os.PathLike[str], *, force: bool = False) -> Images:
-    """Build kernel + initramfs once under `<base_dir>/images/`; fast when done."""
+    """Build kernel + initramfs (and the boot media made of them) once under `<base_dir>/images/`;
+    fast when done."""
     if not force and (images := load_images(base_dir)) is not None:
+        if not images.iso:
+            build_media(images_dir(base_dir), images.kernel, images.initrd)
+            images = load_images(base_dir)
+            assert images is not None
         return images
     d = images_dir(base_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -84,6 +94,7 @@ def prepare(base_dir: str | os.PathLike[str], *, force: bool = False) -> Images:
     modules_dir = d / "modules"
     initrd = d / "initrd.img"
     _build_initramfs(initrd, modules_dir)
+    build_media(d, str(d / "vmlinuz"), str(initrd), force=True)
     manifest = {
         "kernel_package": package,
         "kernel_release": release,
