@@ -46,7 +46,7 @@ def keep_on_this_machine(case) -> None:
 
 
 @pytest.fixture
-def api(host_a, host_b, make_user):
+def api(host_a, host_b, add_host, make_user):
     """The schema as the API serves it to a signed-in administrator (a personal token), called
     in-process through Django's WSGI handler — inside the test's transaction, like the test client
     (which is why the handler must not close the database connection after each request)."""
@@ -55,6 +55,7 @@ def api(host_a, host_b, make_user):
 
     from accounts.services import token_create
     from jobs.models import Job
+    from storage.models import StoragePool
     from vms.models import VM
 
     admin = make_user("fuzzer", "admin")
@@ -64,7 +65,17 @@ def api(host_a, host_b, make_user):
     web1 = VM.objects.get(name="web-1")
     job = Job.objects.create(kind="reboot", vm=web1, vm_uuid=web1.uuid, host=host_a, status="succeeded")
     # real ids, so that generated bodies and queries reach past "there is no such VM"
-    known = {"uuid": str(web1.uuid), "hosts": host_b.pk, "jobs": job.pk, "audit": 1, "tokens": _spare.token_key}
+    pool = StoragePool.objects.get(host=add_host("storage", "host-storage.xml"), name="images")
+    known = {
+        "uuid": str(web1.uuid),
+        "hosts": host_b.pk,
+        "jobs": job.pk,
+        "audit": 1,
+        "tokens": _spare.token_key,
+        "pools": pool.pk,
+        "volumes": pool.volumes.get().pk,
+        "uploads": job.pk,
+    }
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:

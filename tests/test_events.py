@@ -21,7 +21,7 @@ from vms.services import vm_job_request
 WEB1 = "11111111-1111-4111-8111-111111111101"
 # "Last seen" is refreshed for every row a listing confirms, without an event (a resync of 10,000
 # unchanged VMs would otherwise push 10,000): pages show it as a relative time, not live.
-UNPUSHED = {"vm": {"last_seen"}, "host": {"last_seen", "last_sync"}, "job": set()}
+UNPUSHED = {"vm": {"last_seen"}, "host": {"last_seen", "last_sync"}, "job": set(), "pool": set(), "volume": set()}
 
 
 def shown(kind: str, body: dict) -> dict:
@@ -44,6 +44,10 @@ def key_of(event: dict) -> tuple[str, object] | None:
         return ("host", event["host"]["id"])
     if kind in ("job.updated", "migration.progress"):
         return ("job", event["job"]["id"])
+    if kind == "pool.updated":
+        return ("pool", event["pool"]["id"])
+    if kind == "volume.updated":
+        return ("volume", event["volume"]["id"])
     return None
 
 
@@ -51,6 +55,14 @@ def apply(state: dict, event: dict) -> None:
     """What a page does with one event."""
     if event["type"] == "host.removed":
         state.pop(("host", event["host_id"]), None)
+        return
+    if event["type"] == "pool.removed":  # its volumes go with it
+        state.pop(("pool", event["pool_id"]), None)
+        for key in [k for k, v in state.items() if k[0] == "volume" and v["pool"] == event["pool_id"]]:
+            state.pop(key)
+        return
+    if event["type"] == "volume.removed":
+        state.pop(("volume", event["volume_id"]), None)
         return
     key = key_of(event)
     body = shown(key[0], event[key[0]])
@@ -71,6 +83,10 @@ def fetch(client, *, vms=(), hosts=True, jobs=True) -> dict:
     if jobs:
         for job in client.get("/api/jobs/?limit=1000").json()["results"]:
             state[("job", job["id"])] = job
+    for pool in client.get("/api/pools/?limit=1000").json()["results"]:
+        state[("pool", pool["id"])] = pool
+    for volume in client.get("/api/volumes/?limit=1000").json()["results"]:
+        state[("volume", volume["id"])] = volume
     return state
 
 
@@ -169,8 +185,38 @@ def test_migration_progress_carries_its_job(admin_client, admin_user, host_a, ho
     assert caught[-1]["progress"]["percent"] == 90 and caught[-1]["job"]["progress"] == 90
 
 
+def test_storage_events_follow_pools_and_volumes_changed_behind_virtfleets_back(admin_client, add_host, raw_libvirt,
+                                                                               pushed, on_commit):  # fmt: skip
+    from storage.inventory import pool_reread
+
+    host = add_host("storage", "host-storage.xml")
+    stale = fetch(admin_client)
+    conn = raw_libvirt(host)
+    images = conn.storagePoolLookupByName("images")
+    images.createXML("<volume><name>new.raw</name><capacity>1048576</capacity></volume>", 0)
+    images.storageVolLookupByName("data-1.qcow2").delete(0)
+    conn.storagePoolDefineXML("<pool type='dir'><name>extra</name><target><path>/srv/extra</path></target></pool>", 0)
+    with on_commit():
+        host_sync(host=host)
+    caught = check(admin_client, stale, pushed)
+    assert {"pool.updated", "volume.updated", "volume.removed"} <= {e["type"] for e in caught}
+    pushed.clear()
+    stale = fetch(admin_client)
+    conn.storagePoolLookupByName("extra").undefine()
+    with on_commit():
+        pool_reread(host=host, name="extra", conn=host_connection_of(host))
+    assert [e["type"] for e in check(admin_client, stale, pushed)] == ["pool.removed"]
+
+
+def host_connection_of(host):
+    from hosts.connections import host_connection
+
+    return host_connection(host)
+
+
 def test_every_event_type_is_covered_here():
-    covered = {"vm.updated", "host.updated", "host.removed", "job.updated", "migration.progress"}
+    covered = {"vm.updated", "host.updated", "host.removed", "job.updated", "migration.progress", "pool.updated",
+               "pool.removed", "volume.updated", "volume.removed"}  # fmt: skip
     assert set(event_types()) == covered, "a new event type needs its test in this file"
 
 

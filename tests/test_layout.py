@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {"tests", "bench", "migrations", ".venv", "node_modules", "var", ".git", "staticfiles", "docs", "deploy"}
 # the order apps may import each other in: an app imports only apps before it
-LAYERS = ["virt", "core", "audit", "accounts", "hosts", "jobs", "vms", "migration", "console", "dashboard"]
+LAYERS = ["virt", "core", "audit", "accounts", "hosts", "jobs", "vms", "migration", "storage", "console", "dashboard"]
 
 
 def _modules() -> dict[str, Path]:

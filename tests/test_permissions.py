@@ -90,6 +90,41 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     "api-audit-detail": ("api", [Call("GET", "login")]),
     "api-token-list": ("api", [Call("GET", "login"), Call("POST", "login", {"name": "t", "expires_in_days": 1}, True)]),
     "api-token-detail": ("api", [Call("DELETE", "login")]),
+    # storage: the access rules of the pool's host (viewing a host's pools needs view on the host,
+    # changing them manage)
+    "storage:list": ("page", [Call("GET", "login")]),
+    "storage:pool": ("page", [Call("GET", "view")]),
+    "storage:pool-new": ("page", [Call("GET", "manage"), Call("POST", "manage", {"name": "", "type": "dir"})]),
+    "storage:pool-action": ("page", [Call("POST", "manage")]),
+    "storage:volume-create": ("page", [Call("POST", "manage", {"name": "v.qcow2", "capacity": "1M"})]),
+    "storage:volume-action": ("page", [Call("POST", "manage")]),
+    "api-pool-list": (
+        "api",
+        [
+            Call("GET", "login"),
+            Call(
+                "POST",
+                "manage",
+                {"host": "{host}", "name": "p", "type": "dir", "params": {"target_path": "/var/lib/p"}},
+                True,
+            ),
+        ],
+    ),
+    "api-pool-detail": ("api", [Call("GET", "view")]),
+    "api-pool-act": ("api", [Call("POST", "manage", {"action": "refresh"}, True)]),
+    "api-volume-list": (
+        "api",
+        [
+            Call("GET", "login"),
+            Call("POST", "manage", {"pool": "{pool}", "name": "v", "params": {"capacity": "1M"}}, True),
+        ],
+    ),
+    "api-volume-detail": ("api", [Call("GET", "view")]),
+    "api-volume-act": ("api", [Call("POST", "manage", {"action": "wipe"}, True)]),
+    "api-volume-copy": ("api", [Call("POST", "manage", {"target_pool": "{pool}", "name": "copied.img"}, True)]),
+    "api-volume-download": ("api", [Call("POST", "manage")]),
+    "storage:api-upload": ("api", [Call("POST", "login", {"pool": 0, "name": "x", "params": {"size": 1}}, True)]),
+    "storage:api-upload-resume": ("api", [Call("POST", "view")]),
 }
 # The admin site is one guarded door (VirtfleetAdminSite.has_permission); it is tested as such below.
 SKIPPED_PREFIXES = ("admin/",)
@@ -127,8 +162,10 @@ def test_every_url_is_in_the_table():
 
 # --- the world ------------------------------------------------------------------------------------------
 @pytest.fixture
-def world(host_a, host_b, make_user, admin_user, on_commit):
+def world(host_a, host_b, make_user, admin_user, on_commit, raw_libvirt):
     from accounts.services import token_create
+    from hosts.services import host_sync
+    from storage.models import StoragePool
 
     web1 = VM.objects.get(uuid=WEB1)
     cache1 = VM.objects.get(uuid=CACHE1)
@@ -150,6 +187,16 @@ def world(host_a, host_b, make_user, admin_user, on_commit):
         )
 
     jobs = {"inside": job(web1), "outside": job(cache1)}
+    pools = {}
+    for where, host in (("inside", host_a), ("outside", host_b)):
+        conn = raw_libvirt(host)
+        pool = conn.storagePoolDefineXML(
+            f"<pool type='dir'><name>{where}</name><target><path>/var/lib/{where}</path></target></pool>"
+        )
+        pool.create(0)
+        pool.createXML(f"<volume><name>{where}.img</name><capacity>1048576</capacity></volume>", 0)
+        host_sync(host=host)
+        pools[where] = StoragePool.objects.get(host=host, name=where)
     tokens = {}
     for key, user in users.items():
         instance, _token = token_create(user=user, name=f"{key} token", expires_in_days=7)
@@ -161,6 +208,8 @@ def world(host_a, host_b, make_user, admin_user, on_commit):
         "hosts": {"inside": host_a, "outside": host_b},
         "vms": {"inside": web1, "outside": cache1},
         "jobs": jobs,
+        "pools": pools,
+        "volumes": {where: pool.volumes.get() for where, pool in pools.items()},
         "tokens": tokens,
         "event": AuditEvent.objects.order_by("pk").first(),
     }
@@ -179,7 +228,17 @@ def fill(route: str, name: str, where: str, world, who: str) -> str:
         "action": "leave",
         "token_id": world["tokens"].get(who, "vf_nosuchtoken"),
     }
-    if name.startswith("api-host"):
+    pool, volume = world["pools"][where], world["volumes"][where]
+    values["pool_id"], values["volume_id"] = str(pool.pk), str(volume.pk)
+    if name == "storage:pool-action":
+        values["action"] = "refresh"
+    elif name == "storage:volume-action":
+        values["action"] = "wipe"
+    if name.startswith("api-pool"):
+        values["pk"] = str(pool.pk)
+    elif name.startswith("api-volume"):
+        values["pk"] = str(volume.pk)
+    elif name.startswith("api-host"):
         values["pk"] = str(host.pk)
     elif name.startswith("api-job"):
         values["pk"] = str(job.pk)
@@ -206,15 +265,19 @@ def allowed(who: str, need: str, where: str, name: str) -> bool:
         return True
     if need in ("manage", "maintain", "admin") or where == "outside":
         return False
-    if who == "vm_operator" and name.startswith(("hosts:", "api-host")):
-        return False
+    if who == "vm_operator" and name.startswith(
+        ("hosts:", "api-host", "storage:pool", "storage:volume", "api-pool", "api-volume")
+    ):
+        return False  # a host's pools and volumes are the host's
     return need in ("view", "operate", "console", "migrate")
 
 
-def call(client, method: str, url: str, spec: Call):
+def call(client, method: str, url: str, spec: Call, names: dict | None = None):
+    """``names``: what "{host}" and "{pool}" in a JSON body stand for (the objects of this round)."""
     kwargs = {"HTTP_HOST": "127.0.0.1:8000"}
     if spec.json:
-        return getattr(client, method.lower())(url, spec.data or {}, content_type="application/json", **kwargs)
+        data = {k: (names or {}).get(v, v) if isinstance(v, str) else v for k, v in (spec.data or {}).items()}
+        return getattr(client, method.lower())(url, data, content_type="application/json", **kwargs)
     if method in ("GET", "DELETE"):
         return getattr(client, method.lower())(url, **kwargs)
     return getattr(client, method.lower())(url, spec.data or {}, **kwargs)
@@ -275,7 +338,8 @@ def test_who_may_use_each_url(name, world, client):
                 if spec.method == "DELETE" and who != "admin" and allowed(who, spec.need, where, name):
                     continue  # deleting is checked once, by the last user
                 ok = allowed(who, spec.need, where, name)
-                response = call(c, spec.method, url, spec)
+                names = {"{host}": world["hosts"][where].pk, "{pool}": world["pools"][where].pk}
+                response = call(c, spec.method, url, spec, names)
                 check(response, who=who, ok=ok, kind=kind, label=f"{who} {spec.method} {url} ({where})")
 
 

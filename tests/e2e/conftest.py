@@ -73,6 +73,7 @@ def stack_env(django_db_setup, tmp_path_factory):
         "VIRTFLEET_SQLITE_PATH": str(db["NAME"]),
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "VIRTFLEET_LAB_DIR": str(LAB_DIR),
+        "VIRTFLEET_UPLOAD_STALL_TIMEOUT": "15",  # a truncated upload fails in seconds, not minutes
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

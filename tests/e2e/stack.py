@@ -89,7 +89,7 @@ class Stack:
         return proc
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen:
-        argv = [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "-Q", "lifecycle,migration,inventory",
+        argv = [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "-Q", "lifecycle,migration,inventory,storage",
                 "--pool", "threads", "--concurrency", "8", "--hostname", f"{name}@%h", "--loglevel", "INFO"]  # fmt: skip
         proc = self.start(name, argv)
         wait_for(lambda: "ready." in self.log(name) or proc.poll() is not None, 40, message=f"{name} to be ready")
