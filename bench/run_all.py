@@ -16,7 +16,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-ORDER = ["inventory", "events", "jobs", "migration", "console", "scale"]
+ORDER = ["inventory", "events", "jobs", "migration", "console", "scale", "storage"]
 
 
 def load(name: str) -> dict | None:
@@ -43,7 +43,7 @@ def le(value, limit) -> bool | None:
 
 
 def report() -> str:
-    inv, ev, jobs, mig, con, sc = (load(n) for n in ORDER)
+    inv, ev, jobs, mig, con, sc, st = (load(n) for n in ORDER)
     lines = [
         "# Virtfleet benchmark report",
         "",
@@ -100,6 +100,29 @@ def report() -> str:
             " ms",
         ),
     ]
+    if st:
+        gib = f"{st['size_bytes'] / 2**30:g} GiB, half holes"
+        ratio = st["ratio"]
+        growth = max(max(r.values()) for r in st["rss_growth_mib"])
+        lines += [
+            info("storage", f"upload through the browser's path ({gib})", st["virtfleet_mib_s"], " MiB/s"),
+            info("storage", "virsh vol-upload --sparse of the same file (baseline)", st["virsh_mib_s"], " MiB/s"),
+            row("storage", "upload ratio Virtfleet / virsh", ratio, "≥ 0.8", ratio >= 0.8),
+            row(
+                "storage",
+                "on disk after the upload / after virsh's",
+                f"{st['virtfleet_allocation_bytes'] / 2**20:.0f} / {st['virsh_allocation_bytes'] / 2**20:.0f} MiB",
+                "equal",
+                st["virtfleet_allocation_bytes"] <= st["virsh_allocation_bytes"],
+            ),
+            at_most("storage", "web and worker RSS growth during the upload", growth, 64, " MiB", "< 64 MiB"),
+            info(
+                "storage",
+                "download to the browser / virsh vol-download --sparse",
+                f"{st.get('download_virtfleet_mib_s')} / {st.get('download_virsh_mib_s')}",
+                " MiB/s",
+            ),
+        ]
     if sc:
         scale = f"{sc['hosts']} hosts, {sc['vms']} VMs"
         pages = sc.get("pages", {})

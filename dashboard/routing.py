@@ -1,6 +1,5 @@
 """The ASGI routes outside Django's views: the live socket, and the bytes of volume transfers."""
 
-from channels.auth import AuthMiddlewareStack
 from django.urls import path, re_path
 
 from core.consumers import LiveConsumer
@@ -11,5 +10,5 @@ websocket_urlpatterns = [
 ]
 # Before Django's own URLs: a view would spool a chunk to disk and buffer a download in memory.
 http_urlpatterns = [
-    re_path(r"^api/transfers/(?P<job_id>[0-9]{1,18})/$", AuthMiddlewareStack(TransferApp())),
+    re_path(r"^api/transfers/(?P<job_id>[0-9]{1,18})/$", TransferApp()),
 ]

@@ -11,7 +11,9 @@ when the browser goes away.
             with Upload-Hole: <length> and no body, a run of zeros the browser saw and did not send
     GET   → a download's bytes (?token=: single-use)
 
-Who may: the user who started the job (signed in, or with their API token).
+Who may: a chunk (PATCH) carries the upload's token, a secret shown only to who started the upload
+(as a pre-signed upload URL does): it alone is checked, so a chunk costs no session or user lookup.
+HEAD and GET are for the user who started the job (signed in, or with their API token).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 
 from jobs.models import Job
@@ -53,9 +56,18 @@ def _job(job_id: int):
 
 
 class TransferApp:
-    """The ASGI application (behind channels' AuthMiddlewareStack, which puts the user in the scope)."""
+    """The ASGI application: PATCH as it comes; HEAD and GET behind channels' AuthMiddlewareStack,
+    which puts the signed-in user in the scope."""
+
+    def __init__(self):
+        self.signed_in = AuthMiddlewareStack(self.serve)
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["method"] == "PATCH":
+            return await self.serve(scope, receive, send)
+        return await self.signed_in(scope, receive, send)
+
+    async def serve(self, scope, receive, send) -> None:
         transfer = _Transfer(scope, receive, send)
         try:
             await transfer.run()
@@ -72,6 +84,8 @@ class _Transfer:
 
     async def run(self) -> None:
         method = self.scope["method"]
+        if method == "PATCH":
+            return await self._chunk()
         user = self.scope.get("user")
         if not (user and user.is_authenticated) and self.headers.get("authorization"):
             user = await database_sync_to_async(_user_from_token)(self.headers["authorization"])
@@ -80,12 +94,10 @@ class _Transfer:
         job = await database_sync_to_async(_job)(self.job_id)
         if job is None or job.requested_by_id != user.pk:
             return await self._json(404, "There is no such transfer of yours.", "not_found")
-        if method in ("HEAD", "PATCH"):
+        if method == "HEAD":
             if job.kind != UPLOAD:
                 return await self._json(405, "This transfer is a download: GET it.", "not_an_upload")
-            if method == "HEAD":
-                return await self._offset(job)
-            return await self._chunk(job)
+            return await self._offset(job)
         if method == "GET" and job.kind == DOWNLOAD:
             return await self._download(job)
         return await self._json(405, "Use HEAD or PATCH for an upload, GET for a download.", "method")
@@ -113,10 +125,13 @@ class _Transfer:
             if not message.get("more_body"):
                 return b"".join(parts)
 
-    async def _chunk(self, job) -> None:
+    async def _chunk(self) -> None:
         if not await transfers.token_ok(self.redis, self.job_id, self.headers.get("x-upload-token", "")):
             return await self._json(403, "This upload's token is missing or not valid (it ended, or another page "
                                          "resumed it).", "bad_token")  # fmt: skip
+        job = await database_sync_to_async(_job)(self.job_id)
+        if job is None or job.kind != UPLOAD:
+            return await self._json(404, "There is no such upload.", "not_found")
         if job.status not in ("queued", "running"):
             return await self._json(409, f"The upload has {job.status}.", "ended")
         try:
@@ -148,6 +163,12 @@ class _Transfer:
     async def _queue(self, offset: int, body: bytes | int) -> None:
         waited = 0.0
         while True:
+            # wait for room with a cheap look first: a full queue would otherwise take the whole chunk
+            # over to Redis on every try
+            if not await transfers.has_room(self.redis, self.job_id) and waited < ROOM_WAIT:
+                await asyncio.sleep(0.01)
+                waited += 0.01
+                continue
             status, accepted = await transfers.push_chunk(self.redis, self.job_id, offset, body)
             if status == 1:
                 return await self._respond(204, headers=[(b"Upload-Offset", str(accepted).encode())])

@@ -334,7 +334,10 @@ def _upload(ctx: JobContext) -> Outcome:
     ctx.progress(0, "waiting for the browser to send the file", record=True)
     try:
         while upload.transfer.total < size:
-            item = queue.take(timeout=2)
+            try:
+                item = queue.take(timeout=2)
+            except transfers.LostChunk as exc:
+                raise JobFailed(f"{exc}: start the upload again", code="lost_chunk") from None
             if item is None:
                 if ctx.cancelled():
                     raise JobCancelled("cancelled during the upload")

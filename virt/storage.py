@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -39,6 +40,7 @@ VOLUME_FORMATS = ("raw", "qcow2")  # what new volumes are made as
 PREALLOCATION = ("none", "metadata", "full")
 CHUNK = 4 * 2**20  # bytes per stream read/write
 HOLE_BLOCK = 64 * 2**10  # all-zero runs of at least this many bytes are sent as holes
+SEND_PIECE = 256 * 2**10  # bytes per stream send: libvirt's message payload (VIR_NET_MESSAGE_LEGACY_PAYLOAD_MAX)
 
 
 # --- what is read --------------------------------------------------------------------------------
@@ -401,9 +403,33 @@ def _hash_zeros(digest, length: int) -> None:
         length -= piece
 
 
+class _Hasher(threading.Thread):
+    """The sha256 of an upload, computed beside the stream (hashlib lets go of the GIL): pieces of
+    data, or lengths of zeros, in order; at most a few pieces wait, so memory stays bounded."""
+
+    def __init__(self, digest):
+        super().__init__(name="upload-sha256", daemon=True)
+        self.digest = digest
+        self.pieces: queue.Queue = queue.Queue(maxsize=4)
+
+    def run(self) -> None:
+        while (piece := self.pieces.get()) is not None:
+            if isinstance(piece, int):
+                _hash_zeros(self.digest, piece)
+            else:
+                self.digest.update(piece)
+
+    def add(self, piece: bytes | int) -> None:
+        self.pieces.put(piece)
+
+    def done(self) -> None:
+        self.pieces.put(None)
+        self.join()
+
+
 class Upload:
     """A volume upload stream: feed it data in order, then finish (or abort). Zero runs are sent as
-    holes, so a sparse image stays sparse on the host."""
+    holes, so a sparse image stays sparse on the host; the content's sha256 is computed on the way."""
 
     def __init__(self, conn: HostConnection, pool: str, name: str, *, length: int, offset: int = 0):
         self.name = name
@@ -414,22 +440,26 @@ class Upload:
         flags = libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM
         _call(f"upload to volume {name}", self.vol.upload, self.stream, offset, length, flags)
         self._open = True
+        self._hasher = _Hasher(self.transfer.digest)
+        self._hasher.start()
+
+    def _send(self, data: bytes, start: int, end: int) -> None:
+        # in messages of libvirt's own payload size: an 8 MiB send is ~40 % slower than 256 KiB ones
+        for offset in range(start, end, SEND_PIECE):
+            piece = data[offset : min(end, offset + SEND_PIECE)]
+            _call(f"upload to volume {self.name}", self.stream.send, piece)
 
     def write(self, data: bytes) -> None:
         """Send ``data`` (holes where it is all zeros); raises if it would pass the announced length."""
         if self.transfer.total + len(data) > self.length:
             raise OperationInvalid(f"the upload is longer than the {self.length} bytes announced for {self.name}")
-        self.transfer.digest.update(data)
+        self._hasher.add(data)
         for hole, start, end in zero_runs(data):
             if hole:
                 _call(f"upload to volume {self.name}", self.stream.sendHole, end - start, 0)
                 self.transfer.holes += end - start
             else:
-                _call(
-                    f"upload to volume {self.name}",
-                    self.stream.send,
-                    data if end - start == len(data) else data[start:end],
-                )
+                self._send(data, start, end)
                 self.transfer.data += end - start
 
     def hole(self, length: int) -> None:
@@ -437,7 +467,7 @@ class Upload:
         if self.transfer.total + length > self.length:
             raise OperationInvalid(f"the upload is longer than the {self.length} bytes announced for {self.name}")
         _call(f"upload to volume {self.name}", self.stream.sendHole, length, 0)
-        _hash_zeros(self.transfer.digest, length)
+        self._hasher.add(length)
         self.transfer.holes += length
 
     def finish(self) -> Transfer:
@@ -446,9 +476,12 @@ class Upload:
             raise OperationInvalid(f"the upload ended after {self.transfer.total} of {self.length} bytes")
         self._open = False
         _call(f"finish the upload to {self.name}", self.stream.finish)
+        self._hasher.done()
         return self.transfer
 
     def abort(self) -> None:
+        if self._hasher.is_alive():
+            self._hasher.done()
         if self._open:
             self._open = False
             try:

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from jobs.models import Job
+from storage import uploader
 from storage.models import StoragePool, Volume
 from tests.e2e.conftest import LAB_DIR, screenshot, virsh, wait_for
 
@@ -59,20 +60,8 @@ class Client:
                            headers=self.headers)  # fmt: skip
 
     def send(self, upload: dict, path, *, stop_after: int | None = None) -> int:
-        url, size, offset, sent = self.base + upload["url"], os.path.getsize(path), upload["offset"], 0
         with open(path, "rb") as f:
-            while offset < size and (stop_after is None or sent < stop_after):
-                f.seek(offset)
-                data = f.read(upload["chunk_size"])
-                headers = {"Upload-Offset": str(offset), "X-Upload-Token": upload["token"]}
-                if data.count(0) == len(data):  # as storage.js does: zeros are not sent, only their length
-                    headers["Upload-Hole"], data = str(len(data)), b""
-                answer = self.s.patch(url, data=data, headers=headers)
-                assert answer.status_code in (204, 503), answer.text
-                if answer.status_code == 204:
-                    offset = int(answer.headers["Upload-Offset"])
-                    sent += 1
-        return offset
+            return uploader.send(self.s, self.base, upload, f, os.path.getsize(path), stop_after=stop_after)
 
 
 @pytest.fixture

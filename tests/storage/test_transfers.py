@@ -23,7 +23,9 @@ CHUNK = transfers.CHUNK
 
 
 def app_for(user):
-    inner = URLRouter([re_path(r"^api/transfers/(?P<job_id>[0-9]+)/$", TransferApp())])
+    """The endpoint with ``user`` signed in (what AuthMiddlewareStack finds for HEAD and GET; a PATCH
+    is judged by its token alone)."""
+    inner = URLRouter([re_path(r"^api/transfers/(?P<job_id>[0-9]+)/$", TransferApp().serve)])
 
     async def with_user(scope, receive, send):
         return await inner({**scope, "user": user}, receive, send)
@@ -56,11 +58,18 @@ def make_job(user, kind="volume.upload", **params):
 
 async def test_only_who_started_it_may_send_and_a_token_is_needed(people):
     ann, bob = people
-    job, _token = await database_sync_to_async(make_job)(ann, size=10)
+    job, token = await database_sync_to_async(make_job)(ann, size=10)
     assert (await call(AnonymousUser(), "HEAD", job.pk))[0] == 401
     assert (await call(bob, "HEAD", job.pk))[0] == 404  # another user's upload does not exist for him
     status, _, body = await call(ann, "PATCH", job.pk, body=b"x", headers=[("Upload-Offset", 0)])
     assert status == 403 and b"bad_token" in body
+    # the token is the right to send: anyone without it is refused, whoever is signed in
+    forged = [("Upload-Offset", 0), ("X-Upload-Token", "x" * 43)]
+    status, _, body = await call(AnonymousUser(), "PATCH", job.pk, body=b"x", headers=forged)
+    assert status == 403 and b"bad_token" in body
+    status, _, _ = await call(AnonymousUser(), "PATCH", job.pk, body=b"x", headers=[("Upload-Offset", 0),
+                                                                                    ("X-Upload-Token", token)])  # fmt: skip
+    assert status == 204
     status, _, body = await call(ann, "GET", job.pk)
     assert status == 405 and b"HEAD or PATCH" in body
 

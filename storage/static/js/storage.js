@@ -113,7 +113,8 @@ async function offsetNow(up) {
 }
 
 // A chunk of nothing but zeros (the holes of a sparse image) is not sent: the server is told its
-// length and the host writes a hole.
+// length and the host writes a hole — one request for a run of such chunks (up to MAX_HOLE bytes).
+const MAX_HOLE = 1024 * 1024 * 1024;
 function allZero(buffer) {
   const words = new Uint32Array(buffer, 0, buffer.byteLength >> 2);
   for (let i = 0; i < words.length; i += 1) if (words[i] !== 0) return false;
@@ -125,11 +126,16 @@ function allZero(buffer) {
 async function sendChunks(up) {
   let failures = 0;
   while (up.offset < up.file.size && !up.cancelled) {
-    const end = Math.min(up.file.size, up.offset + up.chunk);
+    let end = Math.min(up.file.size, up.offset + up.chunk);
     let response;
     try {
       const data = await up.file.slice(up.offset, end).arrayBuffer();
       const hole = allZero(data);
+      while (hole && end < up.file.size && end - up.offset < MAX_HOLE) {
+        const next = Math.min(up.file.size, end + up.chunk);
+        if (!allZero(await up.file.slice(end, next).arrayBuffer())) break;
+        end = next;
+      }
       const headers = { "Upload-Offset": String(up.offset), "X-Upload-Token": up.token };
       if (hole) headers["Upload-Hole"] = String(end - up.offset);
       else headers["Content-Type"] = "application/offset+octet-stream";
