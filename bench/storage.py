@@ -155,7 +155,7 @@ def main() -> int:
         env.sync_all()
         env.stack.start_web()
         env.stack.start_worker()
-        from storage.models import StoragePool
+        from storage.models import StoragePool, Volume
 
         lab1 = env.lab_state.real_hosts[0]
         pool = StoragePool.objects.get(host__name=lab1.name, name="lab")
@@ -178,10 +178,8 @@ def main() -> int:
             ours.append(took)
             rss.append({name: round(sampler.peak[name] - before[name], 1) for name in pids})
             ours_alloc = allocation(lab1.unix_uri, "lab", f"virtfleet-{i}.raw")
-            from storage.models import Volume
-
-            wait_for(lambda: Volume.objects.filter(pool=pool, name=f"virtfleet-{i}.raw").exists(), 30, message="row")
-            volume = Volume.objects.get(pool=pool, name=f"virtfleet-{i}.raw")
+            name = f"virtfleet-{i}.raw"
+            volume = wait_for(lambda n=name: Volume.objects.filter(pool=pool, name=n).first(), 30, message="row")
             down_ours.append(virtfleet_download(env, session, volume.pk, digest))
             down_theirs.append(virsh_download(lab1.uri, f"virtfleet-{i}.raw", env.dir / "back.raw"))
             subprocess.run(
