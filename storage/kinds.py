@@ -167,7 +167,23 @@ def _room(pool: StoragePool, size: int) -> str:
     return ""
 
 
+def _format_refusal(pool: StoragePool, fmt: str) -> str:
+    """Why ``pool`` cannot make a volume of format ``fmt``, as its host's storage capabilities say."""
+    caps = HostStorage.objects.filter(host_id=pool.host_id).first()
+    if caps is None or not caps.reported or fmt in ("", "same"):
+        return ""
+    formats = caps.volume_formats.get(pool.type)
+    if formats is None:  # the type lists no volume formats: its volumes are plain (logical, disk, iscsi…)
+        return "" if fmt == "raw" else f"a {pool.type} pool makes raw volumes only, not {fmt}"
+    if fmt not in formats:
+        return f"{pool.host.name} cannot make {fmt} volumes in a {pool.type} pool (it makes {', '.join(formats)})"
+    return ""
+
+
 def _check_create(volume: Volume, params: dict, **_) -> str:
+    why = _format_refusal(volume.pool, params["format"])
+    if why:
+        return why
     why = _volume_ok(volume, exists=False) or _room(
         volume.pool, params["capacity"] if params["preallocation"] == "full" else 0
     )
@@ -240,7 +256,7 @@ def _check_clone(volume: Volume, params: dict, **_) -> str:
         return why
     if Volume.objects.filter(pool=volume.pool, name=params["name"]).exists():
         return f"pool {volume.pool.name} already has a volume named {params['name']}"
-    return _room(volume.pool, volume.allocation)
+    return _format_refusal(volume.pool, params["format"]) or _room(volume.pool, volume.allocation)
 
 
 def _clone(ctx: JobContext) -> Outcome:

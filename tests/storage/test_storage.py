@@ -98,6 +98,18 @@ def test_bad_volume_input_is_refused_before_libvirt_and_makes_nothing(images, ad
     assert not Job.objects.exists() and images.volumes.count() == 1
 
 
+def test_a_format_the_host_cannot_make_in_that_pool_is_refused(storage_host, images, admin_user):
+    # what a real host's storage pool capabilities say (the test driver reports none)
+    HostStorage.objects.filter(host=storage_host).update(reported=True, volume_formats={"dir": ["raw", "iso"]})
+    with pytest.raises(ServiceError, match="storage cannot make qcow2 volumes in a dir pool \\(it makes raw, iso\\)"):
+        services.volume_create_request(pool=images, name="x.qcow2", params={"capacity": "1G"}, user=admin_user)
+    HostStorage.objects.filter(host=storage_host).update(volume_formats={})  # e.g. a logical pool: no formats
+    with pytest.raises(ServiceError, match="a dir pool makes raw volumes only, not qcow2"):
+        services.volume_job_request(volume=images.volumes.get(), action="clone",
+                                    params={"name": "c.qcow2", "format": "qcow2"}, user=admin_user)  # fmt: skip
+    assert not Job.objects.exists()
+
+
 def test_a_volume_vms_use_is_deleted_only_by_an_administrator_with_force(images, run, make_user):
     volume = images.volumes.get()
     with pytest.raises(ServiceError, match="VMs use it: data-1"):
