@@ -24,6 +24,7 @@ import libvirt
 from lab import hosts as H
 from lab.errors import LabAlreadyRunning, LabError, PreflightError
 from lab.guests import (
+    LAB_POOL,
     fake_state,
     guest_name,
     guest_uuid,
@@ -387,7 +388,6 @@ def _warm_capabilities(real: list[LabHost], seed: Path) -> None:
         H.copy_capabilities(seed, H.caps_dir(host.dir))
 
 
-LAB_POOL = "lab"
 LAB_POOL_PATH = "/var/lib/libvirt/images"  # as the host's libvirtd sees it (its own directory)
 
 

@@ -10,10 +10,12 @@ from xml.sax.saxutils import escape
 from lab.domains import domain_state
 from lab.errors import LabError
 from lab.images import BANNER, Images
+from lab.media import ISO_NAME
 from lab.state import LabGuest, LabHost
 
 GUEST_MEMORY_MIB = 128  # 64 MiB does not boot this kernel
 GUEST_CMDLINE = "console=tty0 console=ttyS0 quiet"
+LAB_POOL = "lab"  # the dir pool the lab defines on every real host
 
 
 def guest_name(host: str, k: int) -> str:
@@ -31,7 +33,12 @@ def serial_log_path(name: str) -> str:
 
 
 def real_guest_xml(name: str, uuid_: str, images: Images) -> str:
-    """A diskless 128 MiB TCG guest booting the lab kernel, with VNC and a logged serial."""
+    """A 128 MiB TCG guest booting the lab kernel, with VNC, a logged serial and the lab ISO.
+
+    Its one disk is the lab pool's ISO as a read-only CD-ROM: a volume of its host's pool, so the
+    storage pages show which VMs use it, and the same path on every lab host, so live migration
+    needs no storage copy (a writable local disk would: libvirt calls that unsafe).
+    """
     n = escape(name)
     return f"""<domain type='qemu'>
   <name>{n}</name>
@@ -65,6 +72,12 @@ def real_guest_xml(name: str, uuid_: str, images: Images) -> str:
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <controller type='usb' model='none'/>
+    <disk type='volume' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <source pool='{LAB_POOL}' volume='{ISO_NAME}'/>
+      <target dev='hdc' bus='ide'/>
+      <readonly/>
+    </disk>
     <serial type='pty'>
       <log file='{serial_log_path(n)}' append='off'/>
       <target port='0'/>

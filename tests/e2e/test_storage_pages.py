@@ -115,6 +115,10 @@ def test_a_vms_disks_link_to_their_volumes_and_the_volume_names_its_vm(page, sta
     page.wait_for_url("**/storage/pools/*/")
     used = page.locator("tr", has_text="lab-disk.qcow2")
     assert used.get_by_role("link", name=DISK_VM).is_visible()
+    # the lab's own guests boot with the pool's ISO as their CD-ROM
+    iso = page.locator("tr", has_text="lab-boot.iso")
+    for guest in lab1.guests:
+        assert iso.get_by_role("link", name=guest.name).is_visible()
     volume = Volume.objects.get(pool__host=lab1_host, name="lab-disk.qcow2")
     # deleting it is refused, naming the VM (an administrator could tick "even though VMs use it")
     used.locator('[data-action="volume-menu"]').click()
