@@ -127,6 +127,7 @@ INSTALLED_APPS = [
     "vms",
     "migration",
     "storage",
+    "networks",
     "console",
     "audit",
     "accounts",  # last: its post_migrate handler sets up the roles once every permission exists
@@ -398,6 +399,8 @@ VIRTFLEET = {
     "KEEPALIVE_COUNT": env_int("VIRTFLEET_KEEPALIVE_COUNT", 2),
     # the periodic safety-net resync of every host (seconds)
     "RESYNC_INTERVAL": env_int("VIRTFLEET_RESYNC_INTERVAL", 300),
+    # DHCP leases: libvirt sends no event for them, so each host's leases are re-read this often (s)
+    "LEASE_POLL": env_int("VIRTFLEET_LEASE_POLL", 10),
     # jobs: ACPI shutdown wait, power-button repeat, retries of transient failures
     "SHUTDOWN_TIMEOUT": env_int("VIRTFLEET_SHUTDOWN_TIMEOUT", 120),
     "SHUTDOWN_RESEND": env_int("VIRTFLEET_SHUTDOWN_RESEND", 10),

@@ -13,6 +13,7 @@ from core import api
 from dashboard import views
 from hosts.api import HostViewSet
 from jobs.api import JobViewSet
+from networks.api import NetworkViewSet, VMNicsView
 from storage.api import PoolViewSet, VolumeViewSet
 from vms.api import VMViewSet
 from vms.views import fleet
@@ -24,6 +25,7 @@ router.register("vms", VMViewSet, basename="api-vm")
 router.register("jobs", JobViewSet, basename="api-job")
 router.register("pools", PoolViewSet, basename="api-pool")
 router.register("volumes", VolumeViewSet, basename="api-volume")
+router.register("networks", NetworkViewSet, basename="api-network")
 router.register("audit", AuditEventViewSet, basename="api-audit")
 router.register("tokens", TokenViewSet, basename="api-token")
 
@@ -35,6 +37,7 @@ urlpatterns = [
     path("", include("migration.urls")),
     path("", include("console.urls")),
     path("", include("storage.urls")),
+    path("", include("networks.urls")),
     path("hosts/", include("hosts.urls")),
     path("vms/", include("vms.urls")),
     path("jobs/", include("jobs.urls")),
@@ -43,6 +46,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
+    path("api/vms/<uuid:uuid>/nics/", VMNicsView.as_view(), name="api-vm-nics"),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script as a file: no inline script, so the CSP holds on it too.

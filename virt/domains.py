@@ -136,6 +136,7 @@ class DomainInfo:
     arch: str = ""
     os_type: str = ""
     disks: tuple[DiskInfo, ...] = ()
+    interfaces: tuple[InterfaceInfo, ...] = ()
     xml: str = field(default="", repr=False)
 
     @property
@@ -256,6 +257,7 @@ def domain_info_from_xml(
         arch=os_type.get("arch", "") if os_type is not None else "",
         os_type=(os_type.text or "") if os_type is not None else "",
         disks=tuple(_disks(root)),
+        interfaces=tuple(_interfaces(root)),
         xml=xml,
     )
 
@@ -372,6 +374,53 @@ def _disks(root: ET.Element) -> list[DiskInfo]:
             )
         )
     return disks
+
+
+@dataclass(frozen=True)
+class InterfaceInfo:
+    """A NIC of a domain: its MAC, what it is plugged into (a virtual network, a host bridge, a
+    macvtap device...), its model and whether its link is up."""
+
+    mac: str
+    type: str  # network, bridge, direct, user, ethernet...
+    network: str = ""  # type network: the virtual network's name
+    bridge: str = ""  # type bridge: the host bridge (a running network NIC also names its bridge)
+    device: str = ""  # type direct: the host device macvtap sits on
+    model: str = ""  # virtio, e1000, rtl8139...
+    link: str = "up"  # up or down (<link state=.../>)
+    target: str = ""  # the host-side device of a running domain (vnet0, macvtap0)
+
+    @property
+    def attached_to(self) -> str:
+        return self.network or self.bridge or self.device or self.type
+
+
+def domain_interfaces(xml: str) -> list[InterfaceInfo]:
+    return _interfaces(parse_xml(xml))
+
+
+def _interfaces(root: ET.Element) -> list[InterfaceInfo]:
+    found = []
+    for nic in root.findall("./devices/interface"):
+        source = nic.find("source")
+        src = source.attrib if source is not None else {}
+        mac = nic.find("mac")
+        model = nic.find("model")
+        link = nic.find("link")
+        target = nic.find("target")
+        found.append(
+            InterfaceInfo(
+                mac=(mac.get("address", "") if mac is not None else "").lower(),
+                type=nic.get("type", ""),
+                network=src.get("network", ""),
+                bridge=src.get("bridge", ""),
+                device=src.get("dev", "") if nic.get("type") == "direct" else "",
+                model=model.get("type", "") if model is not None else "",
+                link=link.get("state", "up") if link is not None else "up",
+                target=target.get("dev", "") if target is not None else "",
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True)

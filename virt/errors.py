@@ -56,6 +56,10 @@ class VolumeNotFound(NotFound):
     """The pool has no volume of that name (any more)."""
 
 
+class NetworkNotFound(NotFound):
+    """The host has no virtual network of that name (any more)."""
+
+
 class OperationUnsupported(VirtError):
     """The host's hypervisor driver does not implement this operation."""
 
@@ -88,7 +92,7 @@ _UNSUPPORTED = {
     libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
 }
 _NOT_FOUND = {libvirt.VIR_ERR_NO_DOMAIN: DomainNotFound, libvirt.VIR_ERR_NO_STORAGE_POOL: PoolNotFound,
-              libvirt.VIR_ERR_NO_STORAGE_VOL: VolumeNotFound}  # fmt: skip
+              libvirt.VIR_ERR_NO_STORAGE_VOL: VolumeNotFound, libvirt.VIR_ERR_NO_NETWORK: NetworkNotFound}  # fmt: skip
 _INVALID = {libvirt.VIR_ERR_OPERATION_INVALID}
 
 # Common libvirt messages and what an operator should do about them.

@@ -57,6 +57,9 @@ class VM(models.Model):
     # Its disks as the domain XML says (virt.domains.DiskInfo fields): storage shows them with their
     # volumes, and refuses to delete a volume a VM uses.
     disks = models.JSONField(default=list, blank=True)
+    # Its NICs as the domain XML says (virt.domains.InterfaceInfo fields): networks shows them with
+    # the addresses the guest got.
+    interfaces = models.JSONField(default=list, blank=True)
 
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)

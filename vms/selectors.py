@@ -25,7 +25,7 @@ SORTS = {
 }
 DEFAULT_SORT = "name"
 SORT_CHOICES = [(k, k) for k in SORTS] + [(f"-{k}", f"-{k}") for k in SORTS]
-LIST_FIELDS_EXCLUDED = ("xml", "disks")  # tens of KB per row: never loaded for lists
+LIST_FIELDS_EXCLUDED = ("xml", "disks", "interfaces")  # tens of KB per row: never loaded for lists
 
 
 class VMFilterSet(django_filters.FilterSet):
