@@ -166,23 +166,23 @@ def _read_leases(host: Host, conn: HostConnection, networks) -> None:
 
 def _unexplained_vms(host: Host) -> list[VM]:
     """Running VMs of ``host`` with a NIC no lease of the host's networks explains."""
+    running = list(VM.objects.filter(host=host, gone_at__isnull=True, state="running").exclude(interfaces=[])
+                   .only("pk", "uuid", "name", "interfaces", "xml", "host_id"))  # fmt: skip
+    if not running:
+        return []
     leased = set(Lease.objects.filter(network__host=host).values_list("mac", flat=True))
-    found = []
-    for vm in (
-        VM.objects.filter(host=host, gone_at__isnull=True, state="running")
-        .exclude(interfaces=[])
-        .only("pk", "uuid", "name", "interfaces", "xml")
-    ):
-        if any(nic.get("mac") and nic["mac"] not in leased for nic in vm.interfaces or ()):
-            found.append(vm)
-    return found
+    return [vm for vm in running if any(nic.get("mac") and nic["mac"] not in leased for nic in vm.interfaces or ())]
 
 
 def read_guest_addresses(host: Host, conn: HostConnection) -> None:
     """Addresses of running guests whose NICs have no lease: from the guest agent where the VM has
     one, else from the host's ARP table. Rows follow the answer; stopped VMs keep none."""
     vms = _unexplained_vms(host)
-    GuestAddress.objects.filter(vm__host=host).exclude(vm__in=vms).delete()
+    keep = {vm.pk for vm in vms}
+    stale = [pk for pk, vm_id in GuestAddress.objects.filter(vm__host=host).values_list("pk", "vm_id")
+             if vm_id not in keep]  # fmt: skip
+    if stale:
+        GuestAddress.objects.filter(pk__in=stale).delete()
     for vm in vms:
         found: list[vn.GuestAddress] = []
         sources = ("agent", "arp") if vn.has_agent(vm.xml or "<domain/>") else ("arp",)
@@ -218,8 +218,8 @@ def networks_sync(host: Host, conn: HostConnection) -> Counts:
 
 
 def refresh_leases(host: Host, conn: HostConnection) -> None:
-    active = [n for n in Network.objects.filter(host=host, active=True) if n.has_dhcp]
-    _read_leases(host, conn, active)
+    if conn not in _no_leases:
+        _read_leases(host, conn, [n for n in Network.objects.filter(host=host, active=True) if n.has_dhcp])
     read_guest_addresses(host, conn)
 
 

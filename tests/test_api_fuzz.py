@@ -55,6 +55,7 @@ def api(host_a, host_b, add_host, make_user):
 
     from accounts.services import token_create
     from jobs.models import Job
+    from networks.models import Network
     from storage.models import StoragePool
     from vms.models import VM
 
@@ -75,6 +76,7 @@ def api(host_a, host_b, add_host, make_user):
         "pools": pool.pk,
         "volumes": pool.volumes.get().pk,
         "uploads": job.pk,
+        "networks": Network.objects.get(host=add_host("nethost", "host-net.xml"), name="default").pk,
     }
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)

@@ -21,7 +21,8 @@ from vms.services import vm_job_request
 WEB1 = "11111111-1111-4111-8111-111111111101"
 # "Last seen" is refreshed for every row a listing confirms, without an event (a resync of 10,000
 # unchanged VMs would otherwise push 10,000): pages show it as a relative time, not live.
-UNPUSHED = {"vm": {"last_seen"}, "host": {"last_seen", "last_sync"}, "job": set(), "pool": set(), "volume": set()}
+UNPUSHED = {"vm": {"last_seen"}, "host": {"last_seen", "last_sync"}, "job": set(), "pool": set(), "volume": set(),
+            "network": set()}
 
 
 def shown(kind: str, body: dict) -> dict:
@@ -48,6 +49,8 @@ def key_of(event: dict) -> tuple[str, object] | None:
         return ("pool", event["pool"]["id"])
     if kind == "volume.updated":
         return ("volume", event["volume"]["id"])
+    if kind == "network.updated":
+        return ("network", event["network"]["id"])
     return None
 
 
@@ -63,6 +66,11 @@ def apply(state: dict, event: dict) -> None:
         return
     if event["type"] == "volume.removed":
         state.pop(("volume", event["volume_id"]), None)
+        return
+    if event["type"] == "network.removed":
+        state.pop(("network", event["network_id"]), None)
+        return
+    if event["type"] in ("network.leases", "vm.addresses"):  # the page fetches the leases / NICs again
         return
     key = key_of(event)
     body = shown(key[0], event[key[0]])
@@ -87,6 +95,8 @@ def fetch(client, *, vms=(), hosts=True, jobs=True) -> dict:
         state[("pool", pool["id"])] = pool
     for volume in client.get("/api/volumes/?limit=1000").json()["results"]:
         state[("volume", volume["id"])] = volume
+    for network in client.get("/api/networks/?limit=1000").json()["results"]:
+        state[("network", network["id"])] = network
     return state
 
 
@@ -208,6 +218,55 @@ def test_storage_events_follow_pools_and_volumes_changed_behind_virtfleets_back(
     assert [e["type"] for e in check(admin_client, stale, pushed)] == ["pool.removed"]
 
 
+def test_network_events_follow_networks_changed_behind_virtfleets_back(admin_client, add_host, raw_libvirt, pushed,
+                                                                       on_commit):  # fmt: skip
+    from networks.inventory import network_reread
+
+    host = add_host("nethost", "host-net.xml")
+    stale = fetch(admin_client)
+    conn = raw_libvirt(host)
+    conn.networkLookupByName("backend").destroy()
+    conn.networkDefineXML("<network><name>extra</name><ip address='10.55.0.1' prefix='24'/></network>")
+    with on_commit():
+        host_sync(host=host)
+    caught = check(admin_client, stale, pushed)
+    assert {"network.updated"} <= {e["type"] for e in caught}
+    pushed.clear()
+    stale = fetch(admin_client)
+    conn.networkLookupByName("extra").undefine()
+    with on_commit():
+        network_reread(host=host, name="extra", conn=host_connection_of(host))
+    assert [e["type"] for e in check(admin_client, stale, pushed)] == ["network.removed"]
+
+
+def test_lease_and_address_events_tell_pages_to_fetch_them_again(admin_client, add_host, pushed, on_commit):
+    """dnsmasq's leases (the test driver has none: a lab host's are fed here as libvirt lists them)
+    and a running guest's ARP addresses (the test driver answers interfaceAddresses)."""
+    from networks.inventory import reconcile_leases
+    from networks.models import GuestAddress, Network
+    from virt.network import Lease
+
+    with on_commit():
+        host = add_host("nethost", "host-net.xml")
+    assert {e["type"] for e in events(pushed)} >= {"vm.addresses"}
+    assert GuestAddress.objects.filter(vm__name="web-net", source="arp").exists()
+    pushed.clear()
+    default = Network.objects.get(host=host, name="default")
+    lease = Lease(mac="52:54:00:aa:00:01", ip="192.168.122.57", prefix=24, family="ipv4", hostname="web-net",
+                  expires=2_000_000_000)  # fmt: skip
+    with on_commit():
+        assert reconcile_leases(default, [lease], timezone_now())
+        assert not reconcile_leases(default, [lease], timezone_now())  # the same list again: nothing
+    (event,) = events(pushed)
+    assert event == {"type": "network.leases", "network_id": default.pk, "host": host.pk, "macs": ["52:54:00:aa:00:01"]}
+
+
+def timezone_now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
 def host_connection_of(host):
     from hosts.connections import host_connection
 
@@ -216,7 +275,8 @@ def host_connection_of(host):
 
 def test_every_event_type_is_covered_here():
     covered = {"vm.updated", "host.updated", "host.removed", "job.updated", "migration.progress", "pool.updated",
-               "pool.removed", "volume.updated", "volume.removed"}  # fmt: skip
+               "pool.removed", "volume.updated", "volume.removed", "network.updated", "network.removed",
+               "network.leases", "vm.addresses"}  # fmt: skip
     assert set(event_types()) == covered, "a new event type needs its test in this file"
 
 

@@ -16,6 +16,7 @@ BEFORE = [
     ("jobs", None),
     ("console", None),
     ("storage", None),  # later than the move: not there yet
+    ("networks", None),
 ]
 VM_UUID = uuid.UUID("33333333-3333-4333-8333-333333333301")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ MODE_LABELS = {
 # Modes whose network has an address and DHCP of its own (libvirt runs dnsmasq for them).
 ADDRESSED_MODES = ("nat", "route", "open", "isolated")
 MACVTAP_MODES = ("bridge", "private", "vepa", "passthrough")  # libvirt's forward modes for macvtap
+LINK_BOUNCE = 1.0  # seconds a moved NIC's link stays down, long enough for the guest to see it
 
 
 # --- what is read ------------------------------------------------------------------------------------
@@ -419,6 +421,18 @@ def interface_set_network(conn: HostConnection, uuid: str, mac: str, network: st
     if running:
         flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
     _call(f"move the NIC {mac} to network {network}", dom.updateDeviceFlags, device, flags)
+    link = nic.find("link")
+    if running and (link is None or link.get("state", "up") == "up"):
+        # The guest does not notice its tap moved to another bridge: its link goes down and up
+        # again, so its DHCP client asks the new network for an address.
+        for state in ("down", "up"):
+            if link is None:
+                link = ET.SubElement(nic, "link")
+            link.set("state", state)
+            _call(f"set the link of NIC {mac} {state}", dom.updateDeviceFlags, ET.tostring(nic, encoding="unicode"),
+                  libvirt.VIR_DOMAIN_AFFECT_LIVE)  # fmt: skip
+            if state == "down":
+                time.sleep(LINK_BOUNCE)
     return running
 
 

@@ -74,6 +74,7 @@ def stack_env(django_db_setup, tmp_path_factory):
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "VIRTFLEET_LAB_DIR": str(LAB_DIR),
         "VIRTFLEET_UPLOAD_STALL_TIMEOUT": "15",  # a truncated upload fails in seconds, not minutes
+        "VIRTFLEET_LEASE_POLL": "2",  # a guest's new lease reaches the pages in seconds
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
