@@ -13,7 +13,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {"tests", "bench", "migrations", ".venv", "node_modules", "var", ".git", "staticfiles", "docs", "deploy"}
 # the order apps may import each other in: an app imports only apps before it
-LAYERS = ["virt", "core", "audit", "accounts", "hosts", "jobs", "vms", "migration", "storage", "console", "dashboard"]
+LAYERS = [
+    "virt",
+    "core",
+    "audit",
+    "accounts",
+    "hosts",
+    "jobs",
+    "vms",
+    "migration",
+    "storage",
+    "networks",
+    "console",
+    "dashboard",
+]
 
 
 def _modules() -> dict[str, Path]:
@@ -135,7 +148,7 @@ def test_virt_has_no_django_and_is_the_only_libvirt_importer():
 @pytest.mark.timeout(600)
 def test_the_typed_core_type_checks():
     """mypy (with django-stubs) over the libvirt layer, the job engine and every events module."""
-    targets = ["virt", "jobs", "core/realtime.py", "hosts/events.py", "vms/events.py", "migration/events.py",
+    targets = ["virt", "jobs", "core/realtime.py", "hosts/events.py", "vms/events.py", "migration/events.py", "networks/events.py",
                "hosts/inventory.py", "core/pages.py", "core/dispatch.py"]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "mypy", *targets], cwd=ROOT, capture_output=True, text=True, timeout=580

@@ -146,10 +146,12 @@ def _ips(root: ET.Element) -> tuple[IpRange, ...]:
         address = ip.get("address", "")
         if not address:
             continue
-        prefix = ip.get("prefix")
-        if prefix is None and ip.get("netmask"):
+        given = ip.get("prefix")
+        if given is not None:
+            prefix = int(given)
+        elif ip.get("netmask"):
             prefix = ipaddress.IPv4Network(f"0.0.0.0/{ip.get('netmask')}").prefixlen
-        if prefix is None:
+        else:
             prefix = 24 if family == "ipv4" else 64
         dhcp = ip.find("dhcp")
         rng = dhcp.find("range") if dhcp is not None else None
@@ -157,7 +159,7 @@ def _ips(root: ET.Element) -> tuple[IpRange, ...]:
             DhcpHost(mac=h.get("mac", "").lower(), ip=h.get("ip", ""), name=h.get("name", "") or h.get("id", ""))
             for h in (dhcp.findall("host") if dhcp is not None else ())
         )
-        found.append(IpRange(family="ipv6" if family == "ipv6" else "ipv4", address=address, prefix=int(prefix),
+        found.append(IpRange(family="ipv6" if family == "ipv6" else "ipv4", address=address, prefix=prefix,
                              dhcp_start=rng.get("start", "") if rng is not None else "",
                              dhcp_end=rng.get("end", "") if rng is not None else "", hosts=hosts))  # fmt: skip
     return tuple(found)
