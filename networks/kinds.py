@@ -260,7 +260,7 @@ for _kind_ in [
     _kind("network.dhcp_host", "Change DHCP entry", _dhcp_host, _check_dhcp_host, params=P.DhcpHostParams,
           facts=_dhcp_host_facts),
     Kind(name="vm.nic_network", label="Move NIC", handler=_nic, subject=vm_subject, lock="vm", queue=QUEUE,
-         right="manage", audit_action="vm.nic_network", check=_check_nic, params=P.NicNetworkParams,
+         right="operate", audit_action="vm.nic_network", check=_check_nic, params=P.NicNetworkParams,
          after=_after_nic),
 ]:  # fmt: skip
     kinds.register(_kind_)

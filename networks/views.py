@@ -145,7 +145,7 @@ def dhcp_host(request, network_id):
 @login_required
 @require_POST
 def nic_network(request, uuid):
-    vm = get_or_404(request, lambda: vm_get(uuid=uuid), access.MANAGE, what="vm.nic_network")
+    vm = get_or_404(request, lambda: vm_get(uuid=uuid), access.OPERATE, what="vm.nic_network")
     back = f"/vms/{vm.uuid}/"
     form = NicNetworkForm(request.POST)
     if not form.is_valid():
@@ -169,4 +169,4 @@ def vm_nics_section(request, vm) -> dict:
     networks = list(Network.objects.filter(host_id=vm.host_id).order_by("name").values_list("name", flat=True)) \
         if vm.host_id else []  # fmt: skip
     return {"vm_nics": vm_nics(vm), "host_network_names": networks,
-            "can_move_nic": access.may(request.user, access.MANAGE, vm)}  # fmt: skip
+            "can_move_nic": access.may(request.user, access.OPERATE, vm)}  # fmt: skip

@@ -125,6 +125,27 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     "api-volume-download": ("api", [Call("POST", "manage")]),
     "storage:api-upload": ("api", [Call("POST", "login", {"pool": 0, "name": "x", "params": {"size": 1}}, True)]),
     "storage:api-upload-resume": ("api", [Call("POST", "view")]),
+    # networks: the access rules of the network's host; moving a VM's NIC: operate on the VM
+    "networks:list": ("page", [Call("GET", "login")]),
+    "networks:detail": ("page", [Call("GET", "view")]),
+    "networks:new": ("page", [Call("GET", "manage"), Call("POST", "manage", {"name": "", "mode": "nat"})]),
+    "networks:action": ("page", [Call("POST", "manage")]),
+    "networks:dhcp-host": ("page", [Call("POST", "manage", {"mac": "52:54:00:00:00:09", "ip": "10.20.0.9"})]),
+    "networks:nic-network": ("page", [Call("POST", "operate", {"mac": "52:54:00:00:00:09", "network": "x"})]),
+    "api-network-list": (
+        "api",
+        [
+            Call("GET", "login"),
+            Call("POST", "manage", {"host": "{host}", "name": "n", "params": {"mode": "isolated"}}, True),
+        ],
+    ),
+    "api-network-detail": ("api", [Call("GET", "view")]),
+    "api-network-act": ("api", [Call("POST", "manage", {"action": "autostart_on"}, True)]),
+    "api-network-dhcp-hosts": ("api", [Call("POST", "manage", {"mac": "52:54:00:00:00:09", "ip": "10.20.0.9"}, True)]),
+    "api-vm-nics": (
+        "api",
+        [Call("GET", "view"), Call("POST", "operate", {"mac": "52:54:00:00:00:09", "network": "x"}, True)],
+    ),
 }
 # The admin site is one guarded door (VirtfleetAdminSite.has_permission); it is tested as such below.
 SKIPPED_PREFIXES = ("admin/",)
@@ -165,6 +186,7 @@ def test_every_url_is_in_the_table():
 def world(host_a, host_b, make_user, admin_user, on_commit, raw_libvirt):
     from accounts.services import token_create
     from hosts.services import host_sync
+    from networks.models import Network
     from storage.models import StoragePool
 
     web1 = VM.objects.get(uuid=WEB1)
@@ -197,6 +219,10 @@ def world(host_a, host_b, make_user, admin_user, on_commit, raw_libvirt):
         pool.createXML(f"<volume><name>{where}.img</name><capacity>1048576</capacity></volume>", 0)
         host_sync(host=host)
         pools[where] = StoragePool.objects.get(host=host, name=where)
+        conn.networkCreateXML(f"<network><name>net-{where}</name><ip address='10.20.{len(pools)}.1' prefix='24'>"
+                              f"<dhcp><range start='10.20.{len(pools)}.10' end='10.20.{len(pools)}.20'/></dhcp></ip>"
+                              "</network>")  # fmt: skip
+        host_sync(host=host)
     tokens = {}
     for key, user in users.items():
         instance, _token = token_create(user=user, name=f"{key} token", expires_in_days=7)
@@ -210,6 +236,7 @@ def world(host_a, host_b, make_user, admin_user, on_commit, raw_libvirt):
         "jobs": jobs,
         "pools": pools,
         "volumes": {where: pool.volumes.get() for where, pool in pools.items()},
+        "networks": {where: Network.objects.get(name=f"net-{where}") for where in pools},
         "tokens": tokens,
         "event": AuditEvent.objects.order_by("pk").first(),
     }
@@ -230,11 +257,16 @@ def fill(route: str, name: str, where: str, world, who: str) -> str:
     }
     pool, volume = world["pools"][where], world["volumes"][where]
     values["pool_id"], values["volume_id"] = str(pool.pk), str(volume.pk)
+    values["network_id"] = str(world["networks"][where].pk)
+    if name == "networks:action":
+        values["action"] = "autostart_on"
     if name == "storage:pool-action":
         values["action"] = "refresh"
     elif name == "storage:volume-action":
         values["action"] = "wipe"
-    if name.startswith("api-pool"):
+    if name.startswith("api-network"):
+        values["pk"] = values["network_id"]
+    elif name.startswith("api-pool"):
         values["pk"] = str(pool.pk)
     elif name.startswith("api-volume"):
         values["pk"] = str(volume.pk)
@@ -266,7 +298,19 @@ def allowed(who: str, need: str, where: str, name: str) -> bool:
     if need in ("manage", "maintain", "admin") or where == "outside":
         return False
     if who == "vm_operator" and name.startswith(
-        ("hosts:", "api-host", "storage:pool", "storage:volume", "api-pool", "api-volume")
+        (
+            "hosts:",
+            "api-host",
+            "storage:pool",
+            "storage:volume",
+            "api-pool",
+            "api-volume",
+            "networks:detail",
+            "networks:new",
+            "networks:action",
+            "networks:dhcp-host",
+            "api-network",
+        )
     ):
         return False  # a host's pools and volumes are the host's
     return need in ("view", "operate", "console", "migrate")
