@@ -122,6 +122,17 @@ class Job(models.Model):
         return self.vm_name or self.target_name or self.host_name
 
     @property
+    def headline(self) -> str:
+        """What the job does to what, in one line: "Define network lab on lab1" (the noun the kind's
+        label ends with and the subject starts with is said once)."""
+        kind, subject = self.get_kind_display(), self.subject_name
+        noun = kind.rsplit(" ", 1)[-1].lower()
+        first, _, rest = subject.partition(" ")
+        if rest and first.lower() == noun:
+            subject = rest
+        return f"{kind} {subject}".strip()
+
+    @property
     def required_right(self) -> tuple[str, str]:
         """(access action, "vm" or "host"): the right that started this job, needed to act on it."""
         spec = self.spec
@@ -133,7 +144,7 @@ class Job(models.Model):
         return {
             "target_type": "job",
             "target_id": str(self.pk),
-            "target_name": f"{self.get_kind_display()} {self.subject_name}".strip(),
+            "target_name": self.headline,
             "vm_uuid": self.vm_uuid,
             "vm_name": self.vm_name,
             "host_ref": self.host_id,
