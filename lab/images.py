@@ -5,7 +5,10 @@ It is fetched with `apt-get download` and unpacked with `dpkg-deb -x`: nothing i
 installed on the machine. The initramfs turns a 128 MiB diskless TCG guest into
 something that behaves like a VM: it answers the ACPI power button (busybox acpid
 → `poweroff -f`), shows a shell on the VGA console (VNC) and on the serial port,
-and prints a banner once it is ready for ACPI requests.
+and prints a banner once it is ready for ACPI requests. After the banner, a small loop (`/bin/vf-net`,
+run and respawned by init) loads the virtio NIC driver and keeps a busybox `udhcpc` per ethernet
+interface, sending the guest's name as its DHCP hostname, and restarts it when the link comes back up
+(a hot-plugged NIC, or one moved to another network).
 """
 
 from __future__ import annotations
@@ -32,12 +35,16 @@ log = logging.getLogger(__name__)
 KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
 KERNEL_PACKAGE_RE = re.compile(r"\blinux-image-6\.1\.[0-9][^\s:]*-cloud-amd64\b")
 BUSYBOX = "/bin/busybox"  # from busybox-static
-# Modules the guest needs for the ACPI power button to reach acpid.
+# Modules the guest needs for the ACPI power button to reach acpid (loaded before the banner).
 GUEST_MODULES = ("button", "evdev")
+# The virtio NIC (PCI transport + driver; their dependencies follow), loaded after the banner.
+NIC_MODULES = ("virtio_pci", "virtio_net")
 # Bump when the initramfs recipe below changes, so `prepare` rebuilds it.
-INITRAMFS_RECIPE = 3
+INITRAMFS_RECIPE = 4
 BANNER = "virtfleet lab guest {name} ready"
 BANNER_RE = re.compile(r"virtfleet lab guest (\S+) ready")
+# What the guest prints on its serial console when udhcpc binds a lease (see UDHCPC_SCRIPT).
+ADDRESS_RE = re.compile(r"virtfleet lab guest (\S+): (\S+) has ([0-9.]+)/([0-9]+) from DHCP server")
 
 
 @dataclass(frozen=True)
@@ -131,9 +138,11 @@ def _fetch_kernel(d: Path, *, force: bool) -> tuple[str, str]:
     """Download and unpack the kernel; keep only vmlinuz and the modules we need."""
     kernel_info = d / "kernel.json"
     modules_dir = d / "modules"
+    wanted_names = [*GUEST_MODULES, *NIC_MODULES]
     if not force and kernel_info.is_file() and (d / "vmlinuz").is_file():
         info = json.loads(kernel_info.read_text())
-        if all((modules_dir / f"{m}.ko").is_file() for m in info["modules"]):
+        # The unpacked package is gone once done: another module set means fetching it again.
+        if info.get("wanted") == wanted_names and all((modules_dir / f"{m}.ko").is_file() for m in info["modules"]):
             return info["package"], info["release"]
     package = resolve_kernel_package()
     with tempfile.TemporaryDirectory(dir=d, prefix=".kernel-") as tmp:
@@ -155,7 +164,8 @@ def _fetch_kernel(d: Path, *, force: bool) -> tuple[str, str]:
             raise ImageError(f"{debs[0].name} contains no /boot/vmlinuz-*")
         release = vmlinuz[0].name.removeprefix("vmlinuz-")
         kmod_root = root / "lib" / "modules" / release
-        wanted = _with_dependencies(kmod_root, GUEST_MODULES)
+        boot = _with_dependencies(kmod_root, GUEST_MODULES)
+        wanted = _with_dependencies(kmod_root, (*GUEST_MODULES, *NIC_MODULES))
         if modules_dir.exists():
             shutil.rmtree(modules_dir)
         modules_dir.mkdir()
@@ -168,7 +178,13 @@ def _fetch_kernel(d: Path, *, force: bool) -> tuple[str, str]:
             (modules_dir / f"{name}.ko").write_bytes(data)
         shutil.copyfile(vmlinuz[0], d / ".vmlinuz.tmp")
         os.replace(d / ".vmlinuz.tmp", d / "vmlinuz")
-    info = {"package": package, "release": release, "modules": list(wanted)}
+    info = {
+        "package": package,
+        "release": release,
+        "wanted": wanted_names,
+        "modules": list(wanted),  # in load order, dependencies first
+        "boot_modules": list(boot),  # loaded by /init before the banner; the others by vf-net
+    }
     kernel_info.write_text(json.dumps(info, indent=2) + "\n")
     return package, release
 
@@ -254,8 +270,142 @@ echo "$banner" >/dev/tty1
 exec /sbin/init
 """
 
+# Run (and respawned) by init after the banner: nothing here delays the banner or acpid.
+NET_LOOP = r"""#!/bin/sh
+# The lab guest's network: one busybox udhcpc per ethernet interface, sending the guest's name as
+# its DHCP hostname. Every 3 s: a new interface (hot-plugged) gets a client; an interface whose link
+# went down and up since the last look (carrier_changes counts every flip: `virsh domif-setlink`)
+# gets a fresh client, which asks for a new lease; so does one whose DHCP server's address stopped
+# answering ARP from the MAC it had, twice in a row 9 s apart (libvirt moves a NIC to another network
+# without a link flip, and there the host answers for its own address from another bridge); an
+# interface that went away loses its client.
+exec >>/var/log/vf-net.log 2>&1
+for m in {netmods}; do
+    [ -d /sys/module/$m ] || insmod /lib/modules/$m.ko
+done
+ip link set lo up
+mkdir -p /run/vf-net
+name=$(hostname)
+# `read -t` on a FIFO nobody writes to sleeps without forking a `sleep`.
+[ -p /run/vf-net/tick ] || mkfifo /run/vf-net/tick
+exec 3<>/run/vf-net/tick
+alive() {
+    [ -n "$1" ] && [ -r /proc/$1/stat ] && read -r _ _ st _ </proc/$1/stat && [ "$st" != Z ]
+}
+stop() {
+    kill "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+# Sets $now to the MAC answering ARP for $2 on $1 within 1 s ('' if none). No subshell: under TCG
+# every fork counts, this loop is most of an idle guest's CPU time.
+arp_mac() {
+    now=
+    arping -f -c 1 -w 1 -I "$1" "$2" >/run/vf-net/arp 2>/dev/null || return 0
+    while read -r line; do
+        case "$line" in *"reply from"*"["*"]"*)
+            now=${line#*[}
+            now=${now%%]*}
+            return 0
+            ;;
+        esac
+    done </run/vf-net/arp
+}
+lost() {
+    lease=; server=; mac=; read -r lease server mac 2>/dev/null </run/vf-net/$1.lease
+    [ -n "$server" ] || return 1
+    arp_mac "$1" "$server"
+    if [ -n "$now" ] && [ -z "$mac" ]; then
+        echo "$lease $server $now" >/run/vf-net/$1.lease
+    fi
+    if [ -n "$now" ] && { [ -z "$mac" ] || [ "$now" = "$mac" ]; }; then
+        rm -f /run/vf-net/$1.miss
+        return 1
+    fi
+    [ -e /run/vf-net/$1.miss ] || { : >/run/vf-net/$1.miss; return 1; }
+}
+tick=0
+while :; do
+    tick=$(((tick + 1) % 3))
+    for dir in /sys/class/net/*; do
+        i=${dir##*/}
+        type=; read -r type 2>/dev/null <"$dir/type"
+        [ "$i" != lo ] && [ "$type" = 1 ] || continue
+        carrier=0; read -r carrier 2>/dev/null <"$dir/carrier"
+        changes=; read -r changes 2>/dev/null <"$dir/carrier_changes"
+        pid=; read -r pid 2>/dev/null </run/vf-net/$i.pid
+        last=; read -r last 2>/dev/null </run/vf-net/$i.changes
+        # A new interface's flips count from the next look on (bringing it up flips it); a running
+        # one's from now, so that a flip right after a restart is not missed.
+        keep=
+        if alive "$pid"; then
+            echo "$changes" >/run/vf-net/$i.changes
+            if [ -n "$last" ] && [ "$changes" != "$last" ] && [ "$carrier" = 1 ]; then
+                echo "$i: link went down and up, asking for a new lease"
+            elif [ "$tick" = 0 ] && [ "$carrier" = 1 ] && lost "$i"; then
+                echo "$i: DHCP server $server is not on this link any more, asking for a new lease"
+            else
+                continue
+            fi
+            stop "$pid"
+            keep=$changes
+        fi
+        rm -f /run/vf-net/$i.miss /run/vf-net/$i.lease
+        ip link set "$i" up
+        udhcpc -f -i "$i" -s /etc/udhcpc.script -x "hostname:$name" -T 2 -A 3 &
+        echo $! >/run/vf-net/$i.pid
+        echo "$keep" >/run/vf-net/$i.changes
+    done
+    for pidfile in /run/vf-net/*.pid; do
+        i=${pidfile##*/}; i=${i%.pid}
+        [ -e "$pidfile" ] && [ ! -e /sys/class/net/$i ] || continue
+        echo "$i: gone"
+        read -r pid <"$pidfile"; stop "$pid"
+        rm -f "$pidfile" /run/vf-net/$i.changes /run/vf-net/$i.lease /run/vf-net/$i.miss
+    done
+    read -r -t 3 _ <&3
+done
+"""
+
+# udhcpc runs this with deconfig | bound | renew | nak | leasefail; the lease is in its environment.
+UDHCPC_SCRIPT = r"""#!/bin/sh
+case "$1" in
+deconfig)
+    ip -4 addr flush dev "$interface"
+    rm -f /run/vf-net/$interface.lease
+    ;;
+bound|renew)
+    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/$mask "; then
+        ip -4 addr flush dev "$interface"
+        ip addr add "$ip/$mask" ${broadcast:+broadcast $broadcast} dev "$interface"
+    fi
+    for gw in $router; do
+        ip route replace default via "$gw" dev "$interface"
+        break
+    done
+    echo "$ip/$mask $serverid $(server-mac "$interface" "$serverid")" >/run/vf-net/$interface.lease
+    if [ "$1" = bound ]; then
+        printf '\nvirtfleet lab guest %s: %s has %s from DHCP server %s\n' "$(hostname)" "$interface" "$ip/$mask" \
+            "$serverid" >/dev/ttyS0
+    fi
+    ;;
+esac
+exit 0
+"""
+
+# The MAC that answers ARP for address $2 on interface $1 (nothing if none does within 1 s).
+SERVER_MAC = r"""#!/bin/sh
+out=$(arping -f -c 1 -w 1 -I "$1" "$2" 2>/dev/null) || exit 1
+case "$out" in
+*"reply from"*"["*"]"*) ;;
+*) exit 1 ;;
+esac
+out=${out#*reply from*[}
+echo "${out%%]*}"
+"""
+
 INITTAB = """\
 ::sysinit:/bin/true
+::respawn:/bin/vf-net
 tty1::respawn:-/bin/sh
 ttyS0::respawn:-/bin/sh
 ::ctrlaltdel:/sbin/reboot -f
@@ -292,15 +442,21 @@ def _build_initramfs(target: Path, modules_dir: Path) -> None:
         (root / "usr" / "sbin").symlink_to("../bin")
         # The kernel opens /dev/console for PID 1 before /init can mount devtmpfs.
         os.mknod(root / "dev" / "console", stat.S_IFCHR | 0o600, os.makedev(5, 1))
-        insmods = []
+        insmods, netmods = [], []
         for name in info["modules"]:  # already in dependency order
             shutil.copyfile(modules_dir / f"{name}.ko", root / "lib" / "modules" / f"{name}.ko")
-            insmods.append(f"insmod /lib/modules/{name}.ko")
+            if name in info["boot_modules"]:
+                insmods.append(f"insmod /lib/modules/{name}.ko")
+            else:
+                netmods.append(name)
         _write(
             root / "init",
             INIT.replace("{insmods}", "\n".join(insmods)).replace("{banner}", BANNER.format(name="$name")),
             0o755,
         )
+        _write(root / "bin" / "vf-net", NET_LOOP.replace("{netmods}", " ".join(netmods)), 0o755)
+        _write(root / "etc" / "udhcpc.script", UDHCPC_SCRIPT, 0o755)
+        _write(root / "bin" / "server-mac", SERVER_MAC, 0o755)
         _write(root / "etc" / "inittab", INITTAB)
         _write(root / "etc" / "profile", PROFILE)
         _write(root / "etc" / "acpi" / "PWRF" / "00000080", POWER_BUTTON, 0o755)

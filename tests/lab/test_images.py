@@ -42,5 +42,25 @@ def test_initramfs_is_small_and_holds_busybox_acpi_and_modules(lab_images: Path)
         "dev/console",
         "lib/modules/button.ko",
         "lib/modules/evdev.ko",
+        # the NIC: virtio PCI transport and virtio-net (with their dependencies), its DHCP client loop
+        "lib/modules/virtio_pci.ko",
+        "lib/modules/virtio_net.ko",
+        "lib/modules/net_failover.ko",
+        "bin/vf-net",
+        "etc/udhcpc.script",
     ):
         assert path in listing, path
+
+
+def test_kernel_json_records_the_module_set_so_a_new_one_refetches(lab_images: Path) -> None:
+    import json
+
+    from lab.images import GUEST_MODULES, NIC_MODULES
+
+    info = json.loads((lab_images / "kernel.json").read_text())
+    assert info["wanted"] == [*GUEST_MODULES, *NIC_MODULES]
+    assert info["boot_modules"] == ["button", "evdev"]
+    # Dependencies load first: virtio before virtio_pci, failover before net_failover before virtio_net.
+    order = info["modules"]
+    assert order.index("virtio") < order.index("virtio_pci") < order.index("virtio_net")
+    assert order.index("failover") < order.index("net_failover") < order.index("virtio_net")
