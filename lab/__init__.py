@@ -17,31 +17,48 @@ from lab.core import (
 )
 from lab.domains import domain_state, domain_states
 from lab.errors import ImageError, LabAlreadyRunning, LabError, PortInUse, PreflightError
-from lab.guests import wait_guest_ready
+from lab.guests import (
+    bounce_guest_link,
+    guest_leases,
+    guest_reported_addresses,
+    wait_guest_lease,
+    wait_guest_ready,
+)
 from lab.images import Images, prepare
-from lab.state import LabGuest, LabHost, LabState, load_state
+from lab.networks import LAB_NETWORK, extra_network, free_network, guest_mac, network_xml
+from lab.state import LabGuest, LabHost, LabNetwork, LabState, load_state
 
 __all__ = [
+    "LAB_NETWORK",
     "ImageError",
     "Images",
     "LabAlreadyRunning",
     "LabError",
     "LabGuest",
     "LabHost",
+    "LabNetwork",
     "LabState",
     "PortInUse",
     "PreflightError",
+    "bounce_guest_link",
     "dead_processes",
     "domain_state",
     "domain_states",
     "down",
+    "extra_network",
+    "free_network",
+    "guest_leases",
+    "guest_mac",
+    "guest_reported_addresses",
     "kill_libvirtd",
     "leftovers",
     "load_state",
+    "network_xml",
     "prepare",
     "qemu_pids",
     "start_libvirtd",
     "status",
     "up",
+    "wait_guest_lease",
     "wait_guest_ready",
 ]

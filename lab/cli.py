@@ -172,6 +172,12 @@ def _print_state(state: LabState, args: argparse.Namespace) -> None:
                 f"migration ports {host.migration_ports[0]}-{host.migration_ports[1]}, "
                 f"host UUID {host.host_uuid}"
             )
+        if host.network:
+            net = host.network
+            print(
+                f"{host.name}: network {net.name} (isolated) on bridge {net.bridge}, {net.subnet}, "
+                f"DHCP {net.dhcp_start}-{net.dhcp_end}; extra networks: 10.251.{net.index}.0/24 in /28s"
+            )
     dead = core.dead_processes(state)
     if dead:
         print("DEAD: " + ", ".join(dead))

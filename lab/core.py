@@ -33,8 +33,17 @@ from lab.guests import (
 )
 from lab.images import Images, prepare
 from lab.media import missing_programs as missing_media_programs
+from lab.networks import (
+    DNSMASQ,
+    destroy_networks,
+    dnsmasq_procs,
+    leftover_bridges,
+    machine_lock,
+    remove_leftovers,
+    start_lab_network,
+)
 from lab.procs import Proc, is_ours, pids_in_mnt_ns, read_pidfile, terminate
-from lab.state import LabGuest, LabHost, LabState, load_state, save_state, state_path
+from lab.state import LabGuest, LabHost, LabNetwork, LabState, load_state, save_state, state_path
 
 log = logging.getLogger("lab")
 
@@ -146,9 +155,11 @@ def dead_processes(state: LabState) -> list[str]:
 
 
 def leftovers(state: LabState) -> list[str]:
-    """Processes of a dead lab that still run (e.g. QEMUs whose libvirtd was killed)."""
-    procs = [p for p in _qemu_procs(state) + _daemon_procs(state) if is_ours(p)]
-    return [f"{p.label} (pid {p.pid})" for p in procs]
+    """Processes of a dead lab that still run (e.g. QEMUs whose libvirtd was killed, or the dnsmasq
+    of a network), and bridges of its networks still in the machine's network namespace."""
+    procs = [p for p in _qemu_procs(state) + _daemon_procs(state) + _dnsmasq_procs(state) if is_ours(p)]
+    out = [f"{p.label} (pid {p.pid})" for p in procs]
+    return out + [f"bridge {b}" for b in leftover_bridges([h.dir for h in state.real_hosts])]
 
 
 def qemu_pids(host: LabHost) -> dict[str, int]:
@@ -296,6 +307,20 @@ def _start(
         assert images is not None
         _warm_capabilities(real, Path(images.kernel).parent / "qemu-capabilities")
         _parallel(lambda h: _define_lab_pool(h, images), real)
+        networks: dict[str, LabNetwork] = {}
+
+        def define_network(h: LabHost) -> None:
+            networks[h.name] = start_lab_network(h.unix_uri, h.name, lab_id, h.tcp_port)
+
+        try:
+            _parallel(define_network, real)
+        finally:  # record what started, so that `down` (or a failed `up`) finds it
+            state = _replace(
+                state, hosts=tuple(_replace_host(h, network=networks.get(h.name, h.network)) for h in state.hosts)
+            )
+            save_state(state)
+        real = list(state.real_hosts)
+        log.info("lab networks started after %.1fs", time.monotonic() - t0)
         _parallel(lambda h: _define_real_guests(h, images), real)
         log.info("real guests defined and started after %.1fs", time.monotonic() - t0)
 
@@ -423,7 +448,10 @@ def _define_real_guests(host: LabHost, images: Images) -> None:
         for g in host.guests:
             dom = conn.defineXML(real_guest_xml(g.name, g.uuid, images))
             if g.initial_state == "running":
-                dom.create()
+                # One guest start at a time on the machine: each daemon names taps vnet<N> from its
+                # own counter, and two creating one at the same instant could pick the same name.
+                with machine_lock():
+                    dom.create()
     except libvirt.libvirtError as e:
         raise LabError(f"{host.name}: defining/starting guests failed: {e}") from e
     finally:
@@ -502,7 +530,7 @@ def _preflight(*, real: bool, ssh: bool) -> list[str]:
         "setsid": shutil.which("setsid") or "/usr/bin/setsid",
     }
     if real:
-        needed.update({"virtlogd": H.VIRTLOGD, "qemu-system-x86_64": QEMU})
+        needed.update({"virtlogd": H.VIRTLOGD, "qemu-system-x86_64": QEMU, "dnsmasq": DNSMASQ})
     if ssh:
         needed.update(
             {
@@ -516,7 +544,7 @@ def _preflight(*, real: bool, ssh: bool) -> list[str]:
     if real and missing_media_programs():
         raise PreflightError(f"the lab's boot media need: apt-get install {' '.join(missing_media_programs())}")
     if missing:
-        packages = "libvirt-daemon, libvirt-daemon-driver-qemu and qemu-system-x86"
+        packages = "libvirt-daemon, libvirt-daemon-driver-qemu, qemu-system-x86 and dnsmasq-base"
         if ssh:
             packages += " (and openssh-server for --ssh)"
         raise PreflightError(
@@ -599,6 +627,39 @@ def _daemon_procs(state: LabState, extra_dirs: Sequence[str] = ()) -> list[Proc]
     return procs
 
 
+def _dnsmasq_procs(state: LabState) -> list[Proc]:
+    return [p for h in state.real_hosts for p in dnsmasq_procs(h.dir, h.name, h.mnt_ns)]
+
+
+def _real_host_dirs(state: LabState, extra_dirs: Sequence[str] = ()) -> list[str]:
+    dirs = [h.dir for h in state.real_hosts]
+    return dirs + [d for d in extra_dirs if d not in dirs and Path(d, "etc", "qemu.conf").is_file()]
+
+
+def _stop_networks(state: LabState, extra_dirs: Sequence[str] = ()) -> None:
+    """Have each real host's libvirtd that still runs stop its networks: dnsmasq, the firewall
+    rules and the bridge go with them (a killed daemon would leave them behind)."""
+
+    def stop(d: str) -> None:
+        pid = read_pidfile(Path(d, "run", "libvirtd.pid"))
+        if pid is None or not is_ours(Proc(pid, "libvirtd", d)):
+            return
+        uri = f"qemu+unix:///system?socket={Path(d, 'run', 'libvirt-sock')}"
+        try:
+            conn = H._open_with_timeout(uri, 10.0)
+        except (libvirt.libvirtError, TimeoutError) as e:
+            log.warning("%s: could not stop its networks: %s", Path(d).name, e)
+            return
+        try:
+            destroy_networks(conn)
+        except libvirt.libvirtError as e:
+            log.warning("%s: could not stop its networks: %s", Path(d).name, e)
+        finally:
+            conn.close()
+
+    _parallel(stop, _real_host_dirs(state, extra_dirs))
+
+
 def _live_daemons(state: LabState) -> list[Proc]:
     return [p for p in _daemon_procs(state) if is_ours(p)]
 
@@ -631,10 +692,14 @@ def _cleanup(state: LabState, *, reason: str, timeout: float = 10.0, extra_dirs:
         log.warning("cleaning up after a lab that died in %s", state.base_dir)
     signalled += terminate(keeper, timeout)
     signalled += terminate(qemus, timeout)
+    _stop_networks(state, extra_dirs)
     signalled += terminate([p for p in daemons if p.program == "sshd"], timeout)
     signalled += terminate(_ns_strays(state, live_ns, exclude={p.pid for p in daemons}), timeout)
     signalled += terminate([p for p in daemons if p.program != "sshd"], timeout)
     signalled += terminate(_ns_strays(state, live_ns, exclude=set()), timeout)
+    # A network whose libvirtd was killed: its dnsmasq (alone in the host's namespace now) and bridge.
+    signalled += terminate(_dnsmasq_procs(state), timeout)
+    remove_leftovers(_real_host_dirs(state, extra_dirs))
     if signalled:
         log.info("stopped %d processes (%s)", len(signalled), reason)
     return signalled

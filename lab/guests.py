@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
+
+import libvirt
 
 from lab.domains import domain_state
 from lab.errors import LabError
-from lab.images import BANNER, Images
+from lab.images import ADDRESS_RE, BANNER, Images
 from lab.media import ISO_NAME
+from lab.networks import LAB_NETWORK, guest_mac
 from lab.state import LabGuest, LabHost
 
 GUEST_MEMORY_MIB = 128  # 64 MiB does not boot this kernel
@@ -32,14 +36,27 @@ def serial_log_path(name: str) -> str:
     return f"/var/log/libvirt/qemu/{name}.serial.log"
 
 
-def real_guest_xml(name: str, uuid_: str, images: Images) -> str:
-    """A 128 MiB TCG guest booting the lab kernel, with VNC, a logged serial and the lab ISO.
+def real_guest_xml(name: str, uuid_: str, images: Images, network: str | None = LAB_NETWORK) -> str:
+    """A 128 MiB TCG guest booting the lab kernel, with VNC, a logged serial, the lab ISO and a NIC.
 
     Its one disk is the lab pool's ISO as a read-only CD-ROM: a volume of its host's pool, so the
     storage pages show which VMs use it, and the same path on every lab host, so live migration
     needs no storage copy (a writable local disk would: libvirt calls that unsafe).
+
+    Its NIC (virtio, MAC derived from the UUID) is on `network`, the `lab` network every real lab
+    host has under that name, so a migrated guest finds it on the destination too. No option ROM:
+    with a direct kernel boot iPXE would only cost boot time and memory.
     """
     n = escape(name)
+    nic = ""
+    if network:
+        nic = f"""
+    <interface type='network'>
+      <mac address='{guest_mac(uuid_)}'/>
+      <source network='{escape(network)}'/>
+      <model type='virtio'/>
+      <rom enabled='no'/>
+    </interface>"""
     return f"""<domain type='qemu'>
   <name>{n}</name>
   <uuid>{uuid_}</uuid>
@@ -77,7 +94,7 @@ def real_guest_xml(name: str, uuid_: str, images: Images) -> str:
       <source pool='{LAB_POOL}' volume='{ISO_NAME}'/>
       <target dev='hdc' bus='ide'/>
       <readonly/>
-    </disk>
+    </disk>{nic}
     <serial type='pty'>
       <log file='{serial_log_path(n)}' append='off'/>
       <target port='0'/>
@@ -163,3 +180,85 @@ def wait_guest_ready(host: LabHost, guest: str, timeout: float = 30.0, *, count:
                 f"serial log {path}: {tail!r}"
             )
         time.sleep(0.05)
+
+
+def guest_nic(host: LabHost, guest: str, network: str = LAB_NETWORK) -> ET.Element:
+    """The live <interface> element of `guest`'s NIC on `network` (its first one there)."""
+    conn = libvirt.open(host.unix_uri)
+    try:
+        xml = conn.lookupByName(guest).XMLDesc(0)
+    finally:
+        conn.close()
+    for iface in ET.fromstring(xml).findall("devices/interface"):  # noqa: S314 - the lab's own libvirtd
+        source = iface.find("source")
+        if source is not None and source.get("network") == network:
+            return iface
+    raise LabError(f"{guest} on {host.name} has no NIC on network {network!r}")
+
+
+def guest_leases(host: LabHost, guest: str, network: str = LAB_NETWORK) -> list[dict[str, object]]:
+    """The DHCP leases `network` on `host` holds for `guest`'s NIC there (libvirt's lease dicts:
+    ipaddr, prefix, mac, hostname, expirytime, ...), as `virsh net-dhcp-leases` lists them."""
+    mac = guest_nic(host, guest, network).find("mac").get("address", "")  # type: ignore[union-attr]
+    conn = libvirt.open(host.unix_uri)
+    try:
+        return list(conn.networkLookupByName(network).DHCPLeases(mac))
+    finally:
+        conn.close()
+
+
+def wait_guest_lease(
+    host: LabHost, guest: str, timeout: float = 30.0, network: str = LAB_NETWORK, *, reported: bool = True
+) -> dict[str, object]:
+    """Wait until `guest` (running on `host`) holds a DHCP lease on `network`; returns the lease.
+
+    With `reported` (the default) the guest must also have said on its serial console that it
+    applied that address: dnsmasq records a lease a moment before the guest has configured it. The
+    guest asks for one right after its ready banner: ~2 s under TCG.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        leases = guest_leases(host, guest, network)
+        if leases:
+            lease = leases[-1]
+            if not reported or any(
+                addr.split("/")[0] == lease["ipaddr"] for _, addr in guest_reported_addresses(host, guest)
+            ):
+                return lease
+        if time.monotonic() >= deadline:
+            raise LabError(
+                f"{guest} on {host.name} got no DHCP lease on network {network!r} in {timeout:.0f}s "
+                f"(dnsmasq lists {[x['ipaddr'] for x in leases]}); the guest says {guest_reported_addresses(host, guest)}"
+            )
+        time.sleep(0.1)
+
+
+def guest_reported_addresses(host: LabHost, guest: str) -> list[tuple[str, str]]:
+    """(interface, 'address/prefix') for every lease the guest bound since QEMU started on `host`,
+    oldest first, as the guest itself printed them on its serial console."""
+    try:
+        with open(host.serial_log(guest), "rb") as f:
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [(m.group(2), f"{m.group(3)}/{m.group(4)}") for m in ADDRESS_RE.finditer(text) if m.group(1) == guest]
+
+
+def bounce_guest_link(host: LabHost, guest: str, network: str = LAB_NETWORK, down_for: float = 0.5) -> None:
+    """Take the link of `guest`'s NIC on `network` down and up again (`virsh domif-setlink`): the
+    guest then asks for a new lease, e.g. after a live migration to another lab host (each host's
+    `lab` network is a segment of its own, with its own subnet)."""
+    iface = guest_nic(host, guest, network)
+    conn = libvirt.open(host.unix_uri)
+    try:
+        dom = conn.lookupByName(guest)
+        for state in ("down", "up"):
+            link = iface.find("link")
+            if link is None:
+                link = ET.SubElement(iface, "link")
+            link.set("state", state)
+            dom.updateDeviceFlags(ET.tostring(iface, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            if state == "down":
+                time.sleep(down_for)
+    finally:
+        conn.close()

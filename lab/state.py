@@ -7,6 +7,7 @@ again (see `lab.procs`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tempfile
@@ -31,6 +32,32 @@ class LabGuest:
 
 
 @dataclass(frozen=True)
+class LabNetwork:
+    """An isolated libvirt network of one real lab host (see lab.networks): the `lab` network the
+    guests' NICs are on, or an extra one offered to a test by `lab.extra_network` / `free_network`."""
+
+    name: str  # 'lab', or 'lab-x<k>' for extra network k
+    bridge: str  # 'vflab<index>' ('vflab<index>x<k>'), in the machine's root network namespace
+    subnet: str  # CIDR: '10.250.<index>.0/24' ('10.251.<index>.<16k>/28')
+    gateway: str  # the host's address on the bridge
+    dhcp_start: str
+    dhcp_end: str
+    index: int  # the host's network index, unique among the lab hosts running on this machine
+    mac: str = ""  # the bridge's MAC, by which `down` knows the bridge is the lab's ('' if not set)
+
+    @property
+    def netmask(self) -> str:
+        return str(ipaddress.ip_network(self.subnet).netmask)
+
+    @property
+    def prefix(self) -> int:
+        return ipaddress.ip_network(self.subnet).prefixlen
+
+    def contains(self, address: str) -> bool:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(self.subnet)
+
+
+@dataclass(frozen=True)
 class LabHost:
     """One libvirt host of the lab: a libvirtd in its own mount namespace."""
 
@@ -49,6 +76,7 @@ class LabHost:
     ssh_port: int | None = None
     vnc_ports: tuple[int, int] | None = None
     migration_ports: tuple[int, int] | None = None
+    network: LabNetwork | None = None  # real hosts: the isolated `lab` network with DHCP
 
     @property
     def run_dir(self) -> str:
@@ -115,6 +143,8 @@ class LabState:
             for key in ("vnc_ports", "migration_ports"):
                 if h.get(key) is not None:
                     h[key] = tuple(h[key])
+            if h.get("network") is not None:  # absent from states written before lab networks
+                h["network"] = LabNetwork(**h["network"])
             hosts.append(LabHost(**h))
         data = dict(data)
         data["hosts"] = tuple(hosts)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import lab
-from lab.procs import Proc, is_ours, read_cmdline
+from lab.procs import Proc, is_ours, read_cmdline, read_pidfile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,11 +97,18 @@ def test_up_after_a_crash_kills_the_leftovers_and_starts_fresh(scratch_base_dir,
         os.kill(pid, signal.SIGKILL)
     _wait(lambda: not any(_alive(pid) for pid in daemons))
     assert lab.status(base) is None
-    assert lab.leftovers(first) == [f"lab1/qemu lab1-vm1 (pid {qemu['lab1-vm1']})"]
+    # The lab network's dnsmasq and bridge outlive a killed libvirtd too.
+    dnsmasq = read_pidfile(Path(first.host("lab1").run_dir) / "network" / "lab.pid")
+    assert lab.leftovers(first) == [
+        f"lab1/qemu lab1-vm1 (pid {qemu['lab1-vm1']})",
+        f"lab1/dnsmasq lab (pid {dnsmasq})",
+        f"bridge {first.host('lab1').network.bridge}",
+    ]
 
     second = lab.up(base, port_base=port_base, **SMALL_LAB)
 
     assert not _alive(qemu["lab1-vm1"])
+    assert not _alive(dnsmasq)
     assert set(_all_pids(second)).isdisjoint(first_pids)
     assert lab.domain_states(second.host("lab1")) == {"lab1-vm1": "running"}
     assert len(lab.domain_states(second.host("fake001"))) == 2

@@ -64,7 +64,10 @@ def test_guests_have_the_recorded_distinct_uuids_and_the_tiny_tcg_config(running
                 assert xml.find("features/tcg/tb-cache") is not None
                 assert xml.find("features/acpi") is not None
                 assert xml.findtext("os/cmdline") == "console=tty0 console=ttyS0 quiet"
-                assert xml.find("devices/disk") is None
+                # One disk: the lab ISO as a read-only CD-ROM from the lab pool (same path on every host).
+                disks = xml.findall("devices/disk")
+                assert [(d.get("device"), d.find("source").get("pool")) for d in disks] == [("cdrom", "lab")]
+                assert xml.find("devices/interface/source").get("network") == "lab"
                 uuids.add(guest.uuid)
         finally:
             conn.close()
