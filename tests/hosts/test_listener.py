@@ -53,6 +53,21 @@ def start_listener(redis_client, prefix):
     for listener, thread in running:
         listener.stop()
         thread.join(5)
+    _end_other_sessions()
+
+
+def _end_other_sessions() -> None:
+    """On PostgreSQL, end the sessions the listeners' threads opened: one still inside a query when
+    the test's tables are flushed deadlocks the flush (SQLite has no sessions to end)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 def watched(listener, host):

@@ -64,9 +64,10 @@ def test_guests_have_the_recorded_distinct_uuids_and_the_tiny_tcg_config(running
                 assert xml.find("features/tcg/tb-cache") is not None
                 assert xml.find("features/acpi") is not None
                 assert xml.findtext("os/cmdline") == "console=tty0 console=ttyS0 quiet"
-                # One disk: the lab ISO as a read-only CD-ROM from the lab pool (same path on every host).
-                disks = xml.findall("devices/disk")
-                assert [(d.get("device"), d.find("source").get("pool")) for d in disks] == [("cdrom", "lab")]
+                # one disk: the lab pool's ISO, read-only (the same path on every host: migrations copy nothing)
+                (disk,) = xml.findall("devices/disk")
+                assert disk.get("device") == "cdrom" and disk.find("readonly") is not None
+                assert disk.find("source").get("pool") == "lab" and disk.find("source").get("volume") == "lab-boot.iso"
                 assert xml.find("devices/interface/source").get("network") == "lab"
                 uuids.add(guest.uuid)
         finally:
@@ -78,9 +79,12 @@ def test_started_guests_print_the_ready_banner_on_the_serial_console(running_lab
     for host in running_lab.real_hosts:
         guest = f"{host.name}-vm1"
         lab.wait_guest_ready(host, guest, timeout=60)
-        log = Path(host.serial_log(guest)).read_text()
-        assert BANNER.format(name=guest) in log
-        assert f"{guest}:/#" in log  # the shell prompt, with the guest's hostname
+        assert BANNER.format(name=guest) in Path(host.serial_log(guest)).read_text()
+        # the shell prompt, with the guest's hostname: printed just after the banner
+        deadline = time.monotonic() + 10
+        while f"{guest}:/#" not in Path(host.serial_log(guest)).read_text():
+            assert time.monotonic() < deadline, f"{guest} printed no shell prompt after its banner"
+            time.sleep(0.1)
 
 
 def test_running_guest_serves_vnc_on_loopback_in_the_hosts_range(running_lab) -> None:
