@@ -7,12 +7,20 @@ from django.http import JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import ServiceError
 
 log = logging.getLogger(__name__)
+
+
+class Pagination(LimitOffsetPagination):
+    """The API's lists: 100 rows unless ``limit`` says otherwise, at most 1000."""
+
+    default_limit = 100
+    max_limit = 1000
 
 
 def validated(serializer_class, data, *, partial: bool = False) -> dict:

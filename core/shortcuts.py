@@ -1,4 +1,5 @@
-"""What page views share: an object looked up by a selector, as a 404 or a 403 when it must be."""
+"""What page views share: an object looked up by a selector, as a 404 or a 403 when it must be; a
+job asked for from a form, its refusal shown where the user looks."""
 
 from __future__ import annotations
 
@@ -33,3 +34,27 @@ def redirect_back(request, default: str):
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return redirect(target)
     return redirect(default)
+
+
+def job_requested(request, job, what: str) -> None:
+    from django.contrib import messages
+
+    messages.success(request, f"{what} requested (job {job.pk}).")
+
+
+def run_job_request(request, default: str, start: Callable[[], object], what: str):
+    """Ask for a job (``start()``) from a form post and go back to the page it came from; a refusal
+    (ServiceError) becomes an error message there, never an error page. Forbidden goes on to the 403."""
+    from django.contrib import messages
+
+    from core.errors import Forbidden, ServiceError
+
+    try:
+        job = start()
+    except Forbidden:
+        raise
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        job_requested(request, job, what)
+    return redirect_back(request, default)

@@ -66,3 +66,13 @@ def families() -> list[Family]:
 
 def family(name: str) -> Family | None:
     return _FAMILIES.get(name)
+
+
+def apply_fields(row, values: dict) -> bool:
+    """Set ``values`` on ``row``; whether any of them changed (so a family saves only what changed)."""
+    changed = False
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    return changed

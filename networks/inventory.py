@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from hosts.inventory import Counts, Family, Hint, register_family
+from hosts.inventory import Counts, Family, Hint, apply_fields, register_family
 from hosts.models import Host
 from virt import HostConnection, NetworkNotFound, NotFound, OperationUnsupported, VirtError
 from virt import network as vn
@@ -57,15 +57,6 @@ def network_fields(info: vn.NetworkInfo) -> dict:
     }
 
 
-def _apply(row, values: dict) -> bool:
-    changed = False
-    for name, value in values.items():
-        if getattr(row, name) != value:
-            setattr(row, name, value)
-            changed = True
-    return changed
-
-
 def reconcile_networks(*, host: Host, networks: list[vn.NetworkInfo], read_at: datetime,
                        scope: set[str] | None = None) -> Counts:  # fmt: skip
     """Make the network rows of ``host`` agree with what it reported at ``read_at``; ``scope``: only
@@ -97,7 +88,7 @@ def reconcile_networks(*, host: Host, networks: list[vn.NetworkInfo], read_at: d
             created = row is None
             if created:
                 row = Network(host=host, name=info.name)
-            changed = _apply(row, network_fields(info)) or created
+            changed = apply_fields(row, network_fields(info)) or created
             row.observed_at = read_at
             if changed:
                 row.save()
@@ -140,7 +131,7 @@ def reconcile_leases(network: Network, reported: list[vn.Lease], read_at: dateti
             row = have.get(key)
             if row is None:
                 Lease.objects.create(network=network, mac=lease.mac, ip=lease.ip, **values)
-            elif _apply(row, values):
+            elif apply_fields(row, values):
                 row.save()
         leases_changed(network, sorted(macs))
     return True

@@ -14,7 +14,7 @@ from core.errors import Forbidden, ServiceError
 from core.filters import values
 from core.net import client_ip
 from core.pagination import paginate, query_without
-from core.shortcuts import get_or_404, redirect_back
+from core.shortcuts import get_or_404, job_requested, redirect_back, run_job_request
 from hosts.selectors import host_choices, host_get
 from jobs.selectors import active_job, recent_jobs
 from vms.selectors import vm_get
@@ -27,19 +27,6 @@ from .selectors import NetworkFilterSet, attached_counts, leases_of, network_get
 
 def _network_or_404(request, network_id, action: str = access.VIEW, what: str = ""):
     return get_or_404(request, lambda: network_get(network_id=network_id), action, what=what)
-
-
-def _run(request, default: str, start, what: str):
-    """Ask for a job; a refusal becomes a message where the user looks, never an error page."""
-    try:
-        job = start()
-    except Forbidden:
-        raise
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"{what} requested (job {job.pk}).")
-    return redirect_back(request, default)
 
 
 def _errors(form) -> str:
@@ -107,7 +94,7 @@ def network_new(request, host_id):
             field = (exc.field or "").removeprefix("params.")
             form.add_error(field if field in form.fields else None, exc.message)
         else:
-            messages.success(request, f"Network {form.cleaned_data['name']} on {host.name} requested (job {job.pk}).")
+            job_requested(request, job, f"Network {form.cleaned_data['name']} on {host.name}")
             return redirect(f"/hosts/{host.pk}/")
     used = [(n.name, ", ".join(n.subnets) or "no subnet", n.bridge)
             for n in Network.objects.filter(host=host).order_by("name")]  # fmt: skip
@@ -120,7 +107,7 @@ def network_action(request, network_id, action):
     network = _network_or_404(request, network_id, access.MANAGE, f"network.{action}"[:64])
     back = f"/networks/{network.pk}/"
     params = {"force": request.POST.get("force")} if request.POST.get("force") else None
-    return _run(request, back if action != "delete" else "/networks/",
+    return run_job_request(request, back if action != "delete" else "/networks/",
                 lambda: services.network_job_request(network=network, action=action, params=params, user=request.user,
                                                      ip=client_ip(request)),
                 f"{action.replace('_', ' ').capitalize()} of network {network.name}")  # fmt: skip
@@ -137,7 +124,7 @@ def dhcp_host(request, network_id):
         return redirect_back(request, back)
     data = form.cleaned_data
     what = {"add": "New DHCP entry", "modify": "Change of the DHCP entry", "delete": "Removal of the DHCP entry"}
-    return _run(request, back, lambda: services.dhcp_host_request(network=network, params=data, user=request.user,
+    return run_job_request(request, back, lambda: services.dhcp_host_request(network=network, params=data, user=request.user,
                                                                   ip=client_ip(request)),
                 f"{what[data['command']]} for {data['mac']}")  # fmt: skip
 
@@ -151,7 +138,7 @@ def nic_network(request, uuid):
     if not form.is_valid():
         messages.error(request, _errors(form))
         return redirect_back(request, back)
-    return _run(request, back, lambda: services.nic_network_request(
+    return run_job_request(request, back, lambda: services.nic_network_request(
         vm=vm, mac=form.cleaned_data["mac"], network=form.cleaned_data["network"], user=request.user,
         ip=client_ip(request)), f"Move of NIC {form.cleaned_data['mac']} to {form.cleaned_data['network']}")  # fmt: skip
 

@@ -7,12 +7,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import access
-from core.api import validated
+from core.api import Pagination, validated
 from core.errors import NotFound
 from core.filters import LenientFilterBackend
 from core.net import client_ip
@@ -27,11 +26,6 @@ from .selectors import PoolFilterSet, VolumeFilterSet, pool_get, pool_list, volu
 from .serializers import PoolSerializer, VolumeSerializer
 
 _ID = [OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]
-
-
-class Pagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
 
 
 def _pool(request, pk, action: str = access.VIEW, what: str = "") -> StoragePool:

@@ -15,7 +15,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from hosts.inventory import Counts, Family, Hint, register_family
+from hosts.inventory import Counts, Family, Hint, apply_fields, register_family
 from hosts.models import Host
 from jobs.engine import job_remark
 from virt import HostConnection, NotFound, PoolNotFound, VirtError
@@ -62,15 +62,6 @@ def volume_fields(info: vs.VolumeInfo) -> dict:
         "backing_path": info.backing_path,
         "backing_format": info.backing_format,
     }
-
-
-def _apply(row, values: dict) -> bool:
-    changed = False
-    for name, value in values.items():
-        if getattr(row, name) != value:
-            setattr(row, name, value)
-            changed = True
-    return changed
 
 
 def _unchanged(
@@ -134,7 +125,7 @@ def reconcile_pools(*, host: Host, pools: list[vs.PoolInfo], volumes: dict[str, 
             created = row is None
             if created:
                 row = StoragePool(host=host, name=info.name)
-            changed = _apply(row, pool_fields(info)) or created
+            changed = apply_fields(row, pool_fields(info)) or created
             row.observed_at = read_at
             if changed:
                 row.save()
@@ -164,7 +155,7 @@ def _reconcile_volumes(pool: StoragePool, reported: list[vs.VolumeInfo], read_at
         created = row is None
         if created:
             row = Volume(pool=pool, name=info.name)
-        if _apply(row, volume_fields(info)) or created:
+        if apply_fields(row, volume_fields(info)) or created:
             row.observed_at = read_at
             row.save()
             volume_changed(row)
@@ -201,7 +192,7 @@ def pools_sync(host: Host, conn: HostConnection) -> Counts:
     known = HostStorage.objects.filter(host=host).first()
     if known is None:
         HostStorage.objects.get_or_create(host=host, defaults=values)
-    elif _apply(known, values):
+    elif apply_fields(known, values):
         known.save()
     read_at = timezone.now()
     pools = vs.list_pools(conn)

@@ -13,7 +13,7 @@ from core.errors import Forbidden, ServiceError
 from core.filters import values
 from core.net import client_ip
 from core.pagination import paginate, query_without
-from core.shortcuts import get_or_404, redirect_back
+from core.shortcuts import get_or_404, job_requested, redirect_back, run_job_request
 from hosts.selectors import host_choices, host_get
 from jobs.selectors import active_job, recent_jobs
 from virt.storage import CREATABLE_TYPES
@@ -31,23 +31,6 @@ def _pool_or_404(request, pool_id, action: str = access.VIEW, what: str = ""):
 
 def _volume_or_404(request, volume_id, action: str = access.VIEW, what: str = ""):
     return get_or_404(request, lambda: volume_get(volume_id=volume_id), action, what=what)
-
-
-def _job_started(request, job, what: str) -> None:
-    messages.success(request, f"{what} requested (job {job.pk}).")
-
-
-def _run(request, default: str, start, what: str):
-    """Ask for a job; a refusal becomes a message where the user looks, never an error page."""
-    try:
-        job = start()
-    except Forbidden:
-        raise
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        _job_started(request, job, what)
-    return redirect_back(request, default)
 
 
 @login_required
@@ -118,7 +101,7 @@ def pool_new(request, host_id):
             field = (exc.field or "").removeprefix("params.")
             form.add_error(field if field in form.fields else None, exc.message)
         else:
-            _job_started(request, job, f"Pool {form.cleaned_data['name']} on {host.name}")
+            job_requested(request, job, f"Pool {form.cleaned_data['name']} on {host.name}")
             return redirect(f"/hosts/{host.pk}/")
     return render(request, "storage/pool_new.html", {"form": form, "host": host, "caps": caps})
 
@@ -127,7 +110,7 @@ def pool_new(request, host_id):
 @require_POST
 def pool_action(request, pool_id, action):
     pool = _pool_or_404(request, pool_id, access.MANAGE, f"pool.{action}"[:64])
-    return _run(request, f"/storage/pools/{pool.pk}/",
+    return run_job_request(request, f"/storage/pools/{pool.pk}/",
                 lambda: services.pool_job_request(pool=pool, action=action, user=request.user, ip=client_ip(request)),
                 f"{action.replace('_', ' ').capitalize()} of pool {pool.name}")  # fmt: skip
 
@@ -140,7 +123,7 @@ def volume_create(request, pool_id):
     if not form.is_valid():
         messages.error(request, "; ".join(f"{k}: {v[0]}" for k, v in form.errors.items()))
         return redirect_back(request, f"/storage/pools/{pool.pk}/")
-    return _run(request, f"/storage/pools/{pool.pk}/",
+    return run_job_request(request, f"/storage/pools/{pool.pk}/",
                 lambda: services.volume_create_request(pool=pool, name=form.cleaned_data["name"], params=form.params(),
                                                        user=request.user, ip=client_ip(request)),
                 f"Volume {form.cleaned_data['name']}")  # fmt: skip
@@ -172,7 +155,7 @@ def volume_action(request, volume_id, action):
         if not target or not access.may(request.user, access.VIEW, target):
             messages.error(request, "Choose the pool to copy it to.")
             return redirect_back(request, back)
-        return _run(request, back, lambda: services.volume_copy_request(
+        return run_job_request(request, back, lambda: services.volume_copy_request(
             volume=volume, target_pool=target, name=form.cleaned_data["name"],
             bandwidth=form.cleaned_data["bandwidth"] or 0, user=request.user, ip=client_ip(request)),
             f"Copy of {volume.name} to {target}")  # fmt: skip
@@ -182,7 +165,7 @@ def volume_action(request, volume_id, action):
         messages.error(request, "; ".join(f"{k}: {v[0]}" for k, v in form.errors.items()))
         return redirect_back(request, back)
     params = {k: v for k, v in (form.cleaned_data if form else {}).items() if v not in ("", None)}
-    return _run(request, back, lambda: services.volume_job_request(volume=volume, action=action, params=params,
+    return run_job_request(request, back, lambda: services.volume_job_request(volume=volume, action=action, params=params,
                                                                    user=request.user, ip=client_ip(request)),
                 f"{action.capitalize()} of {volume.name}")  # fmt: skip
 

@@ -1,6 +1,8 @@
 // Network pages: the new network form shows what its mode needs; network tables, leases and a VM's
 // NICs follow events (network.*, network.leases, vm.addresses) without a reload.
 
+import { refetchSoon } from "./fragments.js";
+
 // --- the new network form: only the fields of the chosen mode --------------------------------------
 const ADDRESSED = ["ipv4", "dhcp", "dhcp_start", "dhcp_end", "ipv6", "dhcp6", "bridge", "domain", "mtu"];
 const FIELDS = {
@@ -33,25 +35,6 @@ if (netForm) {
 }
 
 // --- live: refetch what the page shows when its networks, leases or NICs change --------------------
-async function refetch(name) {
-  const el = document.querySelector(`[data-fragment="${name}"]`);
-  if (!el) return;
-  const url = new URL(location.href);
-  url.searchParams.set("fragment", name);
-  const response = await fetch(url, { credentials: "same-origin" });
-  if (response.ok) el.innerHTML = await response.text();
-}
-const pending = new Set();
-let timer = null;
-function soon(...names) {
-  names.forEach((n) => pending.add(n));
-  clearTimeout(timer);
-  timer = setTimeout(() => {
-    const names = [...pending];
-    pending.clear();
-    names.forEach(refetch);
-  }, 300);
-}
 
 const head = document.getElementById("network-head");
 const networkId = head?.dataset.networkId;
@@ -68,23 +51,23 @@ document.addEventListener("vf:event", (ev) => {
       notice.classList.add("show");
       return;
     }
-    if (e.type === "network.updated" && String(e.network.id) === networkId) soon("network", "leases");
-    if (e.type === "network.leases" && String(e.network_id) === networkId) soon("leases");
-    if (e.type === "vm.updated" && String(e.vm.host) === head.dataset.hostId) soon("leases");
-    if (e.type === "job.updated" && e.job.kind.startsWith("network.") && e.job.status !== "running") soon("network");
+    if (e.type === "network.updated" && String(e.network.id) === networkId) refetchSoon("network", "leases");
+    if (e.type === "network.leases" && String(e.network_id) === networkId) refetchSoon("leases");
+    if (e.type === "vm.updated" && String(e.vm.host) === head.dataset.hostId) refetchSoon("leases");
+    if (e.type === "job.updated" && e.job.kind.startsWith("network.") && e.job.status !== "running") refetchSoon("network");
   }
   if ((e.type === "network.updated" || e.type === "network.removed") &&
-      document.querySelector('[data-fragment="networks"]')) soon("networks");
+      document.querySelector('[data-fragment="networks"]')) refetchSoon("networks");
   if (vmUuid) {
     const ours = (e.type === "vm.updated" && e.vm.uuid === vmUuid) ||
       (e.type === "vm.addresses" && e.vm === vmUuid) ||
       (e.type === "network.leases" && e.macs.some((m) => vmMacs().has(m))) ||
       e.type === "network.updated";
-    if (ours) soon("nics");
+    if (ours) refetchSoon("nics");
   }
 });
 document.addEventListener("vf:refresh", () => {
-  if (document.querySelector('[data-fragment="networks"]')) soon("networks");
-  if (networkId) soon("network", "leases");
-  if (vmUuid) soon("nics");
+  if (document.querySelector('[data-fragment="networks"]')) refetchSoon("networks");
+  if (networkId) refetchSoon("network", "leases");
+  if (vmUuid) refetchSoon("nics");
 });

@@ -1,6 +1,7 @@
 // Storage pages: the pool form shows what its type needs; pool and volume tables follow events;
 // uploads send the file in chunks to /api/transfers/<job>/ and resume after a dropped connection.
 import { humanBytes } from "./format.js";
+import { refetchSoon } from "./fragments.js";
 
 const csrf = () => document.cookie.split("; ").find((c) => c.startsWith("csrftoken="))?.split("=")[1] || "";
 
@@ -25,26 +26,6 @@ if (poolForm) {
 }
 
 // --- live: refetch what the page shows when its pools or volumes change ------------------------------
-async function refetch(name) {
-  const el = document.querySelector(`[data-fragment="${name}"]`);
-  if (!el) return;
-  const url = new URL(location.href);
-  url.searchParams.set("fragment", name);
-  const response = await fetch(url, { credentials: "same-origin" });
-  if (response.ok) el.innerHTML = await response.text();
-}
-// Events come in bursts (a pool refresh re-reads every volume): refetch each fragment once per burst.
-const pending = new Set();
-let timer = null;
-function soon(...names) {
-  names.forEach((n) => pending.add(n));
-  clearTimeout(timer);
-  timer = setTimeout(() => {
-    const names = [...pending];
-    pending.clear();
-    names.forEach(refetch);
-  }, 300);
-}
 const poolId = document.getElementById("pool-head")?.dataset.poolId;
 const vmUuid = document.querySelector('[data-fragment="disks"]') && document.getElementById("vm-head")?.dataset.uuid;
 document.addEventListener("vf:event", (ev) => {
@@ -59,17 +40,17 @@ document.addEventListener("vf:event", (ev) => {
       document.getElementById("volume-notice").classList.add("show");
       return;
     }
-    if (ours) soon("pool", "volumes");
+    if (ours) refetchSoon("pool", "volumes");
   }
-  if (e.type.startsWith("pool.") && document.querySelector('[data-fragment="pools"]')) soon("pools");
+  if (e.type.startsWith("pool.") && document.querySelector('[data-fragment="pools"]')) refetchSoon("pools");
   // a VM's page: its disks follow the VM's definition and the volumes they are
-  if (vmUuid && ((e.type === "vm.updated" && e.vm.uuid === vmUuid) || e.type.startsWith("volume."))) soon("disks");
+  if (vmUuid && ((e.type === "vm.updated" && e.vm.uuid === vmUuid) || e.type.startsWith("volume."))) refetchSoon("disks");
 });
 // the live socket came back after a gap: whatever this page shows may have changed meanwhile
 document.addEventListener("vf:refresh", () => {
-  if (document.querySelector('[data-fragment="pools"]')) soon("pools");
-  if (poolId) soon("pool", "volumes");
-  if (vmUuid) soon("disks");
+  if (document.querySelector('[data-fragment="pools"]')) refetchSoon("pools");
+  if (poolId) refetchSoon("pool", "volumes");
+  if (vmUuid) refetchSoon("disks");
 });
 
 // --- uploads ------------------------------------------------------------------------------------------
