@@ -417,13 +417,18 @@ LAB_POOL_PATH = "/var/lib/libvirt/images"  # as the host's libvirtd sees it (its
 
 
 def _define_lab_pool(host: LabHost, images: Images) -> None:
-    """A dir pool on every real host with the lab's bootable ISO and disk images in it."""
+    """A dir pool on every real host with the lab's bootable ISO, disk image and cloud image in it
+    (`lab-boot.iso`, `lab-disk.qcow2`, `lab-cloud.qcow2` in /var/lib/libvirt/images as the host sees it).
+
+    A copy older than the built image (rebuilt since: new recipe) is replaced."""
     pool_dir = Path(host.dir) / "lib" / "images"
     pool_dir.mkdir(parents=True, exist_ok=True)
-    for source in (images.iso, images.qcow2):
+    for source in (images.iso, images.qcow2, images.cloud):
         target = pool_dir / Path(source).name
-        if not target.exists():
-            subprocess.run(["cp", "--sparse=always", source, str(target)], check=True)
+        if not target.exists() or target.stat().st_mtime < Path(source).stat().st_mtime:
+            partial = target.with_name(f".{target.name}.partial")
+            subprocess.run(["cp", "--sparse=always", source, str(partial)], check=True)
+            partial.replace(target)
     conn = libvirt.open(host.unix_uri)
     try:
         try:

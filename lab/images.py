@@ -8,7 +8,17 @@ something that behaves like a VM: it answers the ACPI power button (busybox acpi
 and prints a banner once it is ready for ACPI requests. After the banner, a small loop (`/bin/vf-net`,
 run and respawned by init) loads the virtio NIC driver and keeps a busybox `udhcpc` per ethernet
 interface, sending the guest's name as its DHCP hostname, and restarts it when the link comes back up
-(a hot-plugged NIC, or one moved to another network).
+(a hot-plugged NIC, or one moved to another network). A sibling loop (`/bin/vf-disk`) loads the
+block and CD-ROM drivers (virtio-blk, virtio-scsi, SATA/AHCI, IDE/PIIX, sd/sr, ISO 9660, vfat) and
+says on the serial console when a disk appears, changes size or goes away.
+
+A guest whose kernel command line has `vf.cloud` (the lab's cloud image, lab-cloud.qcow2) is a tiny
+cloud image: before its banner, /init loads those drivers, looks for a NoCloud seed (a file system
+labelled `cidata` on a CD-ROM or disk), takes its hostname from it and prints what the seed asked for.
+
+The Debian cloud kernel has no AHCI driver (CONFIG_SATA_AHCI is off), so `ahci.ko`/`libahci.ko` are
+compiled once from the same version's linux-source against its headers (packages fetched with
+`apt-get download` too; needs make and gcc-12).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import stat
 import struct
@@ -39,12 +50,38 @@ BUSYBOX = "/bin/busybox"  # from busybox-static
 GUEST_MODULES = ("button", "evdev")
 # The virtio NIC (PCI transport + driver; their dependencies follow), loaded after the banner.
 NIC_MODULES = ("virtio_pci", "virtio_net")
+# Disks and CD-ROMs: virtio-blk, virtio-scsi, SATA (AHCI: q35's controller) and IDE (PIIX: pc's), the
+# SCSI disk and CD-ROM drivers the last three need, and the file systems of seeds and install media
+# (vfat asks for its default code page and iocharset, Joliet for UTF-8). Loaded after the banner by
+# vf-disk, or before it by /init in cloud mode (the seed is on one of them).
+BLOCK_MODULES = (
+    "virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "sr_mod", "ata_piix", "ahci",
+    "isofs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
+)  # fmt: skip
+# Modules the cloud kernel lacks that are built from its linux-source: name -> (source dir, objects
+# in link order, extra files). CONFIG_SATA_MOBILE_LPM_POLICY is undefined where SATA_AHCI is off.
+SOURCE_MODULES = {
+    "ahci": ("drivers/ata", ("libahci", "ahci"), ("ahci.h", "libata.h")),
+}
+SOURCE_CFLAGS = "-DCONFIG_SATA_MOBILE_LPM_POLICY=0"
 # Bump when the initramfs recipe below changes, so `prepare` rebuilds it.
-INITRAMFS_RECIPE = 4
+INITRAMFS_RECIPE = 5
 BANNER = "virtfleet lab guest {name} ready"
 BANNER_RE = re.compile(r"virtfleet lab guest (\S+) ready")
 # What the guest prints on its serial console when udhcpc binds a lease (see UDHCPC_SCRIPT).
 ADDRESS_RE = re.compile(r"virtfleet lab guest (\S+): (\S+) has ([0-9.]+)/([0-9]+) from DHCP server")
+# What vf-disk prints: `disk vdb appeared (64 MiB)`, `disk sr0 appeared (15 MiB, cdrom)`,
+# `disk sr0 appeared (no medium, cdrom)`, `disk vdc appeared (1 MiB, read-only)`, `disk vdb changed
+# (128 MiB)` (resized; a CD-ROM's new medium shows once something opens the drive), `disk vdb removed`.
+# Sizes are MiB rounded down (KiB below 1 MiB).
+DISK_RE = re.compile(r"virtfleet lab guest (\S+): disk (\S+) (appeared|changed|removed)(?: \(([^)]*)\))?")
+# What /init prints in cloud mode (vf.cloud on the command line), once, before the banner.
+CLOUD_RE = re.compile(
+    r"virtfleet lab cloud-init: (?:instance-id=(?P<instance_id>\S*) hostname=(?P<hostname>\S*) user=(?P<user>\S*) "
+    r"password=(?P<password>yes|no) ssh-keys=(?P<ssh_keys>[0-9]+) network-config=(?P<network_config>yes|no)"
+    r"|(?P<none>no NoCloud seed found))"
+)
+CLOUD_NO_SEED = "virtfleet lab cloud-init: no NoCloud seed found"
 
 
 @dataclass(frozen=True)
@@ -58,6 +95,7 @@ class Images:
     iso: str = ""  # lab.media: a bootable ISO and disk image of the same guest
     disk: str = ""
     qcow2: str = ""
+    cloud: str = ""  # the same disk in cloud mode (NoCloud seed): lab-cloud.qcow2
 
 
 def images_dir(base_dir: str | os.PathLike[str]) -> Path:
@@ -82,7 +120,9 @@ def load_images(base_dir: str | os.PathLike[str]) -> Images | None:
     if not (os.path.isfile(images.kernel) and os.path.isfile(images.initrd)):
         return None
     media = load_media(d)
-    return replace(images, iso=media.iso, disk=media.disk, qcow2=media.qcow2) if media else images
+    if media is None:
+        return images
+    return replace(images, iso=media.iso, disk=media.disk, qcow2=media.qcow2, cloud=media.cloud)
 
 
 def prepare(base_dir: str | os.PathLike[str], *, force: bool = False) -> Images:
@@ -138,7 +178,7 @@ def _fetch_kernel(d: Path, *, force: bool) -> tuple[str, str]:
     """Download and unpack the kernel; keep only vmlinuz and the modules we need."""
     kernel_info = d / "kernel.json"
     modules_dir = d / "modules"
-    wanted_names = [*GUEST_MODULES, *NIC_MODULES]
+    wanted_names = list(dict.fromkeys((*GUEST_MODULES, *NIC_MODULES, *BLOCK_MODULES)))
     if not force and kernel_info.is_file() and (d / "vmlinuz").is_file():
         info = json.loads(kernel_info.read_text())
         # The unpacked package is gone once done: another module set means fetching it again.
@@ -146,26 +186,25 @@ def _fetch_kernel(d: Path, *, force: bool) -> tuple[str, str]:
             return info["package"], info["release"]
     package = resolve_kernel_package()
     with tempfile.TemporaryDirectory(dir=d, prefix=".kernel-") as tmp:
-        log.info("downloading %s with apt-get download", package)
-        # The _apt sandbox user cannot write into our directory; we are root anyway.
-        _run(
-            ["apt-get", "download", "-o", "APT::Sandbox::User=root", package],
-            cwd=tmp,
-            what=f"apt-get download {package}",
-            hint="check the package mirror is reachable and run `apt-get update`",
-        )
-        debs = list(Path(tmp).glob("*.deb"))
-        if len(debs) != 1:
-            raise ImageError(f"apt-get download {package} produced {debs!r}, expected one .deb")
+        deb = _download(package, Path(tmp))
         root = Path(tmp) / "root"
-        _run(["dpkg-deb", "-x", str(debs[0]), str(root)], what="dpkg-deb -x")
+        _run(["dpkg-deb", "-x", str(deb), str(root)], what="dpkg-deb -x")
         vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))
         if not vmlinuz:
-            raise ImageError(f"{debs[0].name} contains no /boot/vmlinuz-*")
+            raise ImageError(f"{deb.name} contains no /boot/vmlinuz-*")
         release = vmlinuz[0].name.removeprefix("vmlinuz-")
         kmod_root = root / "lib" / "modules" / release
-        boot = _with_dependencies(kmod_root, GUEST_MODULES)
-        wanted = _with_dependencies(kmod_root, (*GUEST_MODULES, *NIC_MODULES))
+        index = _module_index(kmod_root)
+        builtin = _builtin_modules(kmod_root)
+        # What the package lacks (and the kernel has not built in) is compiled from its source.
+        lacking = [m for m in wanted_names if m not in index and m not in builtin and m in SOURCE_MODULES]
+        if lacking:
+            version = _run(["dpkg-deb", "-f", str(deb), "Version"], what="dpkg-deb -f").strip()
+            index.update(_build_source_modules(lacking, release, version, Path(tmp)))
+        boot = _with_dependencies(index, builtin, GUEST_MODULES)
+        net = _with_dependencies(index, builtin, NIC_MODULES)
+        block = _with_dependencies(index, builtin, BLOCK_MODULES)
+        wanted = {**boot, **net, **block}
         if modules_dir.exists():
             shutil.rmtree(modules_dir)
         modules_dir.mkdir()
@@ -183,22 +222,113 @@ def _fetch_kernel(d: Path, *, force: bool) -> tuple[str, str]:
         "release": release,
         "wanted": wanted_names,
         "modules": list(wanted),  # in load order, dependencies first
-        "boot_modules": list(boot),  # loaded by /init before the banner; the others by vf-net
+        "boot_modules": list(boot),  # loaded by /init before the banner
+        "net_modules": [m for m in net if m not in boot],  # by vf-net after it
+        "block_modules": [m for m in block if m not in boot],  # by vf-disk after it (by /init in cloud mode)
+        "built_from_source": sorted(m for m in wanted if m in _SOURCE_OBJECTS),
+        "builtin_skipped": sorted(m for m in wanted_names if m in builtin),
     }
     kernel_info.write_text(json.dumps(info, indent=2) + "\n")
     return package, release
 
 
-def _with_dependencies(kmod_root: Path, names: tuple[str, ...]) -> dict[str, Path]:
-    """Modules `names` plus everything they depend on, in load order (deps first).
+def _download(package: str, into: Path) -> Path:
+    log.info("downloading %s with apt-get download", package)
+    # The _apt sandbox user cannot write into our directory; we are root anyway.
+    _run(
+        ["apt-get", "download", "-o", "APT::Sandbox::User=root", package],
+        cwd=str(into),
+        what=f"apt-get download {package}",
+        hint="check the package mirror is reachable and run `apt-get update`",
+    )
+    name = package.split("=")[0]
+    debs = list(into.glob(f"{name}_*.deb"))
+    if len(debs) != 1:
+        raise ImageError(f"apt-get download {package} produced {debs!r}, expected one .deb")
+    return debs[0]
 
-    The unpacked package has no modules.dep (depmod runs at install time), so the
-    `depends=` field of each module's .modinfo section is read directly.
-    """
+
+def _module_index(kmod_root: Path) -> dict[str, Path]:
     index: dict[str, Path] = {}
     for path in kmod_root.rglob("*.ko*"):
         if path.name.endswith((".ko", ".ko.xz")):
             index[path.name.split(".ko")[0].replace("-", "_")] = path
+    return index
+
+
+def _builtin_modules(kmod_root: Path) -> set[str]:
+    """Modules compiled into the kernel image (modules.builtin): nothing to load for those."""
+    try:
+        lines = (kmod_root / "modules.builtin").read_text().split()
+    except OSError:
+        return set()
+    return {line.rsplit("/", 1)[-1].split(".ko")[0].replace("-", "_") for line in lines}
+
+
+# Every object a SOURCE_MODULES entry builds is a module of its own (ahci needs libahci).
+_SOURCE_OBJECTS = {obj for _, objects, _ in SOURCE_MODULES.values() for obj in objects}
+
+
+def _build_source_modules(names: list[str], release: str, version: str, tmp: Path) -> dict[str, Path]:
+    """Compile `names` (SOURCE_MODULES) out of tree against the kernel's own headers.
+
+    The headers (with the Module.symvers of that very build: symbol versions match) and the kbuild
+    tools come from the linux-headers-<release> package and its dependencies, the C files from
+    linux-source-<major.minor> of the same version; all fetched with `apt-get download`, unpacked in
+    `tmp`, nothing installed. A module built for another kernel build (say the generic one's ahci.ko)
+    would not load: the cloud kernel's structures differ, so do its symbol versions.
+    """
+    missing = [prog for prog in ("make", "gcc-12", "strip") if shutil.which(prog) is None]
+    if missing:
+        raise ImageError(
+            f"building {', '.join(names)}.ko for the lab kernel (its package lacks them) needs "
+            f"{', '.join(missing)}: apt-get install make gcc-12 binutils libelf1"
+        )
+    headers = f"linux-headers-{release}"
+    deps = _run(["apt-cache", "depends", f"{headers}={version}"], what=f"apt-cache depends {headers}")
+    packages = [headers, *re.findall(r"Depends: (linux-(?:headers-\S+-common|kbuild-\S+))", deps)]
+    source = "linux-source-" + ".".join(release.split(".")[:2])
+    hdr = tmp / "headers"
+    for package in packages:
+        _run(["dpkg-deb", "-x", str(_download(f"{package}={version}", tmp)), str(hdr)], what="dpkg-deb -x")
+    build_dir = hdr / "usr" / "src" / headers
+    makefile = build_dir / "Makefile"
+    # Its Makefile includes the common headers by their installed path: point it at ours.
+    makefile.write_text(makefile.read_text().replace("/usr/src/", f"{hdr}/usr/src/"))
+    src_deb = _download(f"{source}={version}", tmp)
+    members = []
+    for name in names:
+        subdir, objects, extra = SOURCE_MODULES[name]
+        members += [f"{source}/{subdir}/{f}" for f in (*[f"{o}.c" for o in objects], *extra)]
+    work = tmp / "src"
+    work.mkdir()
+    # The source tarball is ~140 MB of xz: stream it out of the .deb, keep only the files needed.
+    extract = (
+        f"dpkg-deb --fsys-tarfile {shlex.quote(str(src_deb))} | tar -xO ./usr/src/{source}.tar.xz"
+        f" | tar -xJ -C {shlex.quote(str(work))} {' '.join(shlex.quote(m) for m in members)}"
+    )
+    _run(["bash", "-o", "pipefail", "-ec", extract], what=f"unpacking {source}")
+    built: dict[str, Path] = {}
+    for name in names:
+        subdir, objects, _ = SOURCE_MODULES[name]
+        mdir = work / source / subdir
+        (mdir / "Kbuild").write_text(f"obj-m := {' '.join(f'{o}.o' for o in objects)}\nccflags-y := {SOURCE_CFLAGS}\n")
+        log.info("compiling %s against %s", ", ".join(f"{o}.ko" for o in objects), headers)
+        _run(["make", "-C", str(build_dir), f"M={mdir}", "-j2", "modules"], what=f"building {name}.ko")
+        for obj in objects:
+            ko = mdir / f"{obj}.ko"
+            _run(["strip", "--strip-debug", str(ko)], what=f"strip {ko.name}")
+            built[obj] = ko
+    return built
+
+
+def _with_dependencies(index: dict[str, Path], builtin: set[str], names: tuple[str, ...]) -> dict[str, Path]:
+    """Modules `names` plus everything they depend on, in load order (deps first); modules built
+    into the kernel are left out.
+
+    The unpacked package has no modules.dep (depmod runs at install time), so the
+    `depends=` field of each module's .modinfo section is read directly.
+    """
     ordered: dict[str, Path] = {}
 
     def visit(name: str, chain: tuple[str, ...]) -> None:
@@ -208,7 +338,9 @@ def _with_dependencies(kmod_root: Path, names: tuple[str, ...]) -> dict[str, Pat
         if key in chain:
             raise ImageError(f"circular module dependency: {' -> '.join((*chain, key))}")
         if key not in index:
-            raise ImageError(f"kernel module {name} not found under {kmod_root}")
+            if key in builtin:
+                return
+            raise ImageError(f"kernel module {name} is neither in the kernel package nor built in")
         for dep in _modinfo_depends(index[key]):
             visit(dep, (*chain, key))
         ordered[key] = index[key]
@@ -252,22 +384,293 @@ mkdir -p /dev/pts /run /tmp /var/log
 mount -t devpts devpts /dev/pts
 exec </dev/console >/dev/console 2>&1
 {insmods}
-# The domain XML puts the guest's name into SMBIOS (system product).
-name=$(cat /sys/class/dmi/id/product_name 2>/dev/null)
-[ -n "$name" ] || name=virtfleet-guest
+# The domain XML puts the guest's name into SMBIOS (system product). QEMU's own default product
+# ("Standard PC (Q35 + ICH9, 2009)", for a domain without one) is no host name.
+name=
+read -r name 2>/dev/null </sys/class/dmi/id/product_name
+case "$name" in ""|*[!A-Za-z0-9._-]*) name=virtfleet-guest ;; esac
 hostname "$name"
 # acpid maps the ACPI power button to /etc/acpi/PWRF/00000080 (poweroff -f).
-# Wait until it holds the input devices open: the banner promises that an ACPI
-# shutdown sent from now on is not lost.
 acpid -f -l /var/log/acpid.log &
+acpid=$!
+# Cloud mode: the disk drivers now, then the NoCloud seed names the guest (before the banner).
+read -r cmdline </proc/cmdline
+case " $cmdline " in *" vf.cloud "*)
+    for m in {blockmods}; do
+        [ -d /sys/module/$m ] || insmod /lib/modules/$m.ko
+    done
+    /bin/vf-cloud
+    read -r name </proc/sys/kernel/hostname
+    ;;
+esac
+# Wait until acpid holds the input devices open: the banner promises that an ACPI
+# shutdown sent from now on is not lost.
 i=0
-while [ $i -lt 100 ] && ! ls -l /proc/$!/fd 2>/dev/null | grep -q /dev/input/event; do
+while [ $i -lt 100 ] && ! ls -l /proc/$acpid/fd 2>/dev/null | grep -q /dev/input/event; do
     sleep 0.02; i=$((i+1))
 done
 banner="{banner}"
 echo "$banner" >/dev/ttyS0
 echo "$banner" >/dev/tty1
 exec /sbin/init
+"""
+
+# /init runs this in cloud mode, the disk drivers loaded: find the NoCloud seed (a file system
+# labelled cidata, any case, ISO 9660 or vfat, on a CD-ROM or disk: devices show up while their
+# controllers probe, so up to 10 s), copy its files to /run/vf-cloud/seed, set the hostname and
+# print one line on the serial console and the screen. The labels are read from the superblocks
+# with dd (busybox has no blkid here; findfs matches case-sensitively); each device once.
+CLOUD_INIT = r"""#!/bin/sh
+say() {
+    echo "virtfleet lab cloud-init: $1" >/dev/ttyS0
+    echo "virtfleet lab cloud-init: $1" >/dev/tty1
+    echo "$1" >/run/vf-cloud/result
+}
+# Sets $fstype (iso9660, vfat or nothing) and $label of block device $1.
+probe() {
+    fstype=; label=
+    if [ "$(dd if=/dev/$1 bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ]; then
+        fstype=iso9660; label=$(dd if=/dev/$1 bs=1 skip=32808 count=32 2>/dev/null)
+    else
+        case "$(dd if=/dev/$1 bs=1 skip=54 count=5 2>/dev/null)" in
+        FAT12|FAT16) fstype=vfat; label=$(dd if=/dev/$1 bs=1 skip=43 count=11 2>/dev/null) ;;
+        *) [ "$(dd if=/dev/$1 bs=1 skip=82 count=5 2>/dev/null)" = FAT32 ] \
+            && fstype=vfat && label=$(dd if=/dev/$1 bs=1 skip=71 count=11 2>/dev/null) ;;
+        esac
+    fi
+    label=${label%"${label##*[! ]}"}
+}
+mkdir -p /run/vf-cloud/seed /run/vf-cloud/probed /mnt/cidata
+read -r up _ </proc/uptime
+deadline=$((${up%.*} + 10))
+seed=
+while [ -z "$seed" ]; do
+    for dir in /sys/class/block/*; do
+        dev=${dir##*/}
+        case "$dev" in vd*|sd*|sr*|hd*|xvd*|nvme*) ;; *) continue ;; esac
+        [ -e /run/vf-cloud/probed/$dev ] && continue
+        size=0; read -r size <"$dir/size"
+        [ "$size" != 0 ] || continue  # an empty CD-ROM drive, or one still probing
+        : >/run/vf-cloud/probed/$dev
+        probe "$dev"
+        case "$label" in [cC][iI][dD][aA][tT][aA]) [ -n "$fstype" ] && seed=$dev && break ;; esac
+    done
+    [ -n "$seed" ] && break
+    read -r up _ </proc/uptime
+    [ "${up%.*}" -lt "$deadline" ] || break
+    sleep 0.2
+done
+if [ -z "$seed" ]; then
+    say "no NoCloud seed found"
+    exit 0
+fi
+if ! mount -t "$fstype" -o ro "/dev/$seed" /mnt/cidata; then
+    say "no NoCloud seed found"
+    exit 0
+fi
+for f in meta-data user-data vendor-data network-config; do
+    [ -f /mnt/cidata/$f ] && cp /mnt/cidata/$f /run/vf-cloud/seed/$f
+done
+umount /mnt/cidata
+echo "$seed $fstype" >/run/vf-cloud/device
+: >>/run/vf-cloud/seed/meta-data
+: >>/run/vf-cloud/seed/user-data
+awk -f /etc/vf-nocloud.awk /run/vf-cloud/seed/meta-data /run/vf-cloud/seed/user-data >/run/vf-cloud/parsed
+iid=; lhost=; uhost=; fqdn=; user=; password=; keys=
+while IFS='=' read -r k v; do
+    case "$k" in
+    instance_id) iid=$v ;; local_hostname) lhost=$v ;; hostname) uhost=$v ;; fqdn) fqdn=$v ;;
+    user) user=$v ;; password) password=$v ;; ssh_keys) keys=$v ;;
+    esac
+done </run/vf-cloud/parsed
+# As cloud-init: user-data's hostname, else its fqdn, else meta-data's local-hostname; the short name.
+h=${uhost:-${fqdn:-$lhost}}
+h=${h%%.*}
+case "$h" in ""|*[!A-Za-z0-9_-]*) ;; *) hostname "$h"; echo "$h" >/etc/hostname ;; esac
+read -r h </proc/sys/kernel/hostname
+network=no
+[ -s /run/vf-cloud/seed/network-config ] && network=yes
+say "instance-id=${iid:-none} hostname=$h user=${user:-default} password=${password:-no} ssh-keys=${keys:-0} network-config=$network"
+"""
+
+# The seed's meta-data and user-data (in that order) to `key=value` lines: instance_id,
+# local_hostname (meta-data), hostname, fqdn, user, password (yes|no), ssh_keys (user-data, when it
+# is #cloud-config). Block-style YAML as cloud-init reads it, within reason: quoted or plain scalars,
+# comments, any indentation (sequences at their key's indentation too), flow lists [a, b] and simple
+# flow mappings {name: x}; a one-line JSON meta-data too. Not a YAML parser: anchors, multi-line
+# keys and the like are not understood.
+#   user: the first entry of users (its name, or `default`); when that is the default user (or there
+#   is no users list), top-level user (a name or a mapping with name) renames it; `none` for an empty
+#   users list. password: yes if that user has passwd / hashed_passwd / plain_text_passwd, or there is
+#   a top-level password, or a chpasswd list / users. ssh_keys: that user's ssh_authorized_keys
+#   entries, or (none there) the top-level ones.
+NOCLOUD_AWK = r"""
+function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
+function unquote(s) {
+    s = trim(s)
+    if (length(s) >= 2 && substr(s, 1, 1) == "\"" && substr(s, length(s), 1) == "\"") {
+        s = substr(s, 2, length(s) - 2); gsub(/\\"/, "\"", s); return s
+    }
+    if (length(s) >= 2 && substr(s, 1, 1) == "'" && substr(s, length(s), 1) == "'") {
+        s = substr(s, 2, length(s) - 2); gsub(/''/, "'", s); return s
+    }
+    return s
+}
+# The line without its comment: a # at the start or after a blank, outside quotes.
+function uncomment(s,   i, c, q, prev) {
+    q = ""; prev = " "
+    for (i = 1; i <= length(s); i++) {
+        c = substr(s, i, 1)
+        if (q != "") { if (c == q) q = "" }
+        else if ((c == "\"" || c == "'") && prev ~ /[ \t:,\[{-]/) q = c
+        else if (c == "#" && prev ~ /[ \t]/) return substr(s, 1, i - 1)
+        prev = c
+    }
+    return s
+}
+# Splits `key: value` into K and V (unquoted); 0 when s is no mapping entry.
+function kv(s,   p, q, rest) {
+    K = ""; V = ""
+    q = substr(s, 1, 1)
+    if (q == "\"" || q == "'") {
+        p = index(substr(s, 2), q)
+        if (p == 0) return 0
+        rest = substr(s, p + 2)
+        if (rest !~ /^[ \t]*:/) return 0
+        K = substr(s, 2, p - 1); sub(/^[ \t]*:/, "", rest); V = unquote(rest); return 1
+    }
+    if (!match(s, /:([ \t]|$)/)) return 0
+    K = trim(substr(s, 1, RSTART - 1)); V = unquote(substr(s, RSTART + 1))
+    return K != ""
+}
+# The entries of a flow sequence "[a, b]" (or flow mapping "{k: v, ...}") into F[1..n]; returns n.
+function flow(s,   n, i, c, depth, q, cur) {
+    s = trim(s); s = substr(s, 2, length(s) - 2)
+    n = 0; depth = 0; q = ""; cur = ""
+    for (i = 1; i <= length(s); i++) {
+        c = substr(s, i, 1)
+        if (q != "") { if (c == q) q = "" }
+        else if (c == "\"" || c == "'") q = c
+        else if (c == "[" || c == "{") depth++
+        else if (c == "]" || c == "}") depth--
+        else if (c == "," && depth == 0) { if (trim(cur) != "") F[++n] = trim(cur); cur = ""; continue }
+        cur = cur c
+    }
+    if (trim(cur) != "") F[++n] = trim(cur)
+    return n
+}
+function is_flow(s, open) { return substr(s, 1, 1) == open }
+# Key K (value V) of user entry u: "U" is top-level user, 1.. the users list.
+function user_key(u) {
+    ukey = K
+    if (K == "name") uname[u] = V
+    else if ((K == "passwd" || K == "hashed_passwd" || K == "plain_text_passwd") && V != "") upw[u] = 1
+    else if (K == "ssh_authorized_keys" && is_flow(V, "[")) ukeys[u] += flow(V)
+}
+# A flow mapping "{name: x, ...}" as the entry of user u.
+function user_flow(u, s,   n, i) {
+    n = flow(s)
+    for (i = 1; i <= n; i++) FE[i] = F[i]
+    for (i = 1; i <= n; i++) if (kv(FE[i])) user_key(u)
+}
+# A "- entry" of users: a name, "default", a flow mapping or the first key of a mapping.
+function user_entry(s) {
+    nusers++
+    s = trim(s)
+    if (s == "") return
+    if (is_flow(s, "{")) { user_flow(nusers, s); return }
+    if (kv(s)) { user_key(nusers); return }
+    uname[nusers] = unquote(s)
+}
+{ sub(/\r$/, "") }
+FNR == 1 {
+    file = FILENAME; sub(/.*\//, "", file)
+    top = ""
+    if (file == "user-data") cloud = ($0 ~ /^#cloud-config([ \t]|$)/)
+}
+file == "user-data" && !cloud { next }
+{
+    line = uncomment($0)
+    if (line ~ /^[ \t]*$/ || line ~ /^(---|\.\.\.)([ \t]|$)/) next
+    match(line, /^ */); ind = RLENGTH
+    text = trim(substr(line, ind + 1))
+    item = (text == "-" || text ~ /^-[ \t]/)
+}
+file == "meta-data" {
+    if (ind == 0 && is_flow(text, "{")) {
+        n = flow(text)
+        for (i = 1; i <= n; i++) if (kv(F[i])) meta[K] = V
+    } else if (ind == 0 && kv(text)) meta[K] = V
+    next
+}
+file != "user-data" { next }
+ind == 0 && !item {
+    top = ""
+    if (!kv(text)) next
+    top = K; v = V
+    if (K == "hostname") hostname = v
+    else if (K == "fqdn") fqdn = v
+    else if (K == "password" && v != "") toppw = 1
+    else if (K == "user") {
+        if (is_flow(v, "{")) user_flow("U", v)
+        else if (v != "") uname["U"] = v
+        ukey = ""; kind = -1
+    } else if (K == "users") {
+        users = 1; nusers = 0; uind = -1
+        if (is_flow(v, "[")) { n = flow(v); for (i = 1; i <= n; i++) g[i] = F[i]; for (i = 1; i <= n; i++) user_entry(g[i]) }
+        else if (v != "") { n = split(v, g, ","); for (i = 1; i <= n; i++) user_entry(g[i]) }
+    } else if (K == "ssh_authorized_keys") { if (is_flow(v, "[")) topkeys += flow(v); lind = -1 }
+    else if (K == "chpasswd") { if (v ~ /(list|users)[ \t]*:/) chpw = 1 }
+    next
+}
+top == "ssh_authorized_keys" {
+    if (item && (lind < 0 || ind == lind)) { lind = ind; topkeys++ }
+    next
+}
+top == "chpasswd" {
+    if (kv(text) && (K == "list" || K == "users")) chpw = 1
+    next
+}
+top == "user" {
+    if (kind < 0) kind = ind
+    if (ind == kind && !item) { if (kv(text)) user_key("U"); lind = -1 }
+    else if (ukey == "ssh_authorized_keys" && item && (lind < 0 || ind == lind)) { lind = ind; ukeys["U"]++ }
+    next
+}
+top == "users" {
+    if (item && (uind < 0 || ind == uind)) {
+        uind = ind
+        rest = substr(text, 2); match(rest, /^[ \t]*/); kind = ind + 1 + RLENGTH
+        ukey = ""; lind = -1
+        user_entry(rest)
+        if (trim(rest) == "") kind = -1
+        next
+    }
+    if (nusers == 0) next
+    if (kind < 0) kind = ind
+    if (ind == kind && !item) { if (kv(text)) user_key(nusers); lind = -1 }
+    else if (ukey == "ssh_authorized_keys" && item && ind >= kind && (lind < 0 || ind == lind)) {
+        lind = ind; ukeys[nusers]++
+    }
+    next
+}
+END {
+    print "instance_id=" meta["instance-id"]
+    print "local_hostname=" meta["local-hostname"]
+    if (!cloud) { print "user=default"; print "password=no"; print "ssh_keys=0"; exit }
+    print "hostname=" hostname
+    print "fqdn=" fqdn
+    u = "default"; who = "U"
+    if (users) {
+        if (nusers == 0) u = "none"
+        else if (uname[1] != "" && uname[1] != "default") { u = uname[1]; who = 1 }
+    }
+    if (u == "default" && uname["U"] != "") u = uname["U"]
+    print "user=" u
+    print "password=" ((upw[who] || toppw || chpw) ? "yes" : "no")
+    keys = ukeys[who] > 0 ? ukeys[who] : topkeys
+    print "ssh_keys=" (keys + 0)
+}
 """
 
 # Run (and respawned) by init after the banner: nothing here delays the banner or acpid.
@@ -366,6 +769,58 @@ while :; do
 done
 """
 
+# Run (and respawned) by init after the banner, beside vf-net: the disk drivers, then every 3 s (1 s
+# for the first 10 s: controllers probe in the background) a look at /sys/block with shell builtins
+# only (no fork per tick: under TCG forks are what an idle guest's CPU goes to). A disk seen for the
+# first time (at boot or hot-plugged) is announced once, so is a new size (resized, a CD-ROM's new
+# medium) and a disk that went away; what was announced is kept in /run/vf-disk (a respawned loop
+# does not repeat itself).
+DISK_LOOP = r"""#!/bin/sh
+exec >>/var/log/vf-disk.log 2>&1
+for m in {blockmods}; do
+    [ -d /sys/module/$m ] || insmod /lib/modules/$m.ko
+done
+mkdir -p /run/vf-disk
+[ -p /run/vf-disk/tick ] || mkfifo /run/vf-disk/tick
+exec 3<>/run/vf-disk/tick
+say() {
+    host=; read -r host </proc/sys/kernel/hostname
+    printf '\nvirtfleet lab guest %s: disk %s\n' "$host" "$1" >/dev/ttyS0
+    echo "disk $1"
+}
+# Sets $what to "64 MiB" / "600 KiB" / "no medium", then ", cdrom" or ", read-only" if so.
+describe() {
+    if [ "$2" = 0 ]; then what="no medium"
+    elif [ "$2" -ge 2048 ]; then what="$(($2 / 2048)) MiB"
+    else what="$(($2 / 2)) KiB"
+    fi
+    case "$1" in
+    sr*) what="$what, cdrom" ;;
+    *) ro=0; read -r ro <"/sys/block/$1/ro"; [ "$ro" = 1 ] && what="$what, read-only" ;;
+    esac
+}
+n=0
+while :; do
+    for dir in /sys/block/*; do
+        d=${dir##*/}
+        case "$d" in vd*|sd*|sr*|hd*|xvd*|nvme*) ;; *) continue ;; esac
+        size=0; read -r size <"$dir/size"
+        old=; read -r old 2>/dev/null </run/vf-disk/$d
+        [ "$size" = "$old" ] && continue
+        describe "$d" "$size"
+        if [ -z "$old" ]; then say "$d appeared ($what)"; else say "$d changed ($what)"; fi
+        echo "$size" >/run/vf-disk/$d
+    done
+    for f in /run/vf-disk/*; do
+        d=${f##*/}
+        [ "$d" != tick ] && [ -f "$f" ] && [ ! -e /sys/block/$d ] || continue
+        say "$d removed"
+        rm -f "$f"
+    done
+    if [ $n -lt 10 ]; then n=$((n + 1)); read -r -t 1 _ <&3; else read -r -t 3 _ <&3; fi
+done
+"""
+
 # udhcpc runs this with deconfig | bound | renew | nak | leasefail; the lease is in its environment.
 UDHCPC_SCRIPT = r"""#!/bin/sh
 case "$1" in
@@ -406,6 +861,7 @@ echo "${out%%]*}"
 INITTAB = """\
 ::sysinit:/bin/true
 ::respawn:/bin/vf-net
+::respawn:/bin/vf-disk
 tty1::respawn:-/bin/sh
 ttyS0::respawn:-/bin/sh
 ::ctrlaltdel:/sbin/reboot -f
@@ -429,7 +885,7 @@ def _build_initramfs(target: Path, modules_dir: Path) -> None:
     info = json.loads((target.parent / "kernel.json").read_text())
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".initramfs-") as tmp:
         root = Path(tmp) / "root"
-        for sub in ("bin", "dev", "proc", "sys", "etc/acpi/PWRF", "lib/modules", "root", "var/log"):
+        for sub in ("bin", "dev", "proc", "sys", "etc/acpi/PWRF", "lib/modules", "root", "var/log", "mnt"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         shutil.copy2(BUSYBOX, root / "bin" / "busybox")
         applets = _run([BUSYBOX, "--list"], what="busybox --list").split()
@@ -442,19 +898,18 @@ def _build_initramfs(target: Path, modules_dir: Path) -> None:
         (root / "usr" / "sbin").symlink_to("../bin")
         # The kernel opens /dev/console for PID 1 before /init can mount devtmpfs.
         os.mknod(root / "dev" / "console", stat.S_IFCHR | 0o600, os.makedev(5, 1))
-        insmods, netmods = [], []
+        insmods = []
         for name in info["modules"]:  # already in dependency order
             shutil.copyfile(modules_dir / f"{name}.ko", root / "lib" / "modules" / f"{name}.ko")
             if name in info["boot_modules"]:
                 insmods.append(f"insmod /lib/modules/{name}.ko")
-            else:
-                netmods.append(name)
-        _write(
-            root / "init",
-            INIT.replace("{insmods}", "\n".join(insmods)).replace("{banner}", BANNER.format(name="$name")),
-            0o755,
-        )
-        _write(root / "bin" / "vf-net", NET_LOOP.replace("{netmods}", " ".join(netmods)), 0o755)
+        blockmods = " ".join(info["block_modules"])
+        init = INIT.replace("{insmods}", "\n".join(insmods)).replace("{blockmods}", blockmods)
+        _write(root / "init", init.replace("{banner}", BANNER.format(name="$name")), 0o755)
+        _write(root / "bin" / "vf-net", NET_LOOP.replace("{netmods}", " ".join(info["net_modules"])), 0o755)
+        _write(root / "bin" / "vf-disk", DISK_LOOP.replace("{blockmods}", blockmods), 0o755)
+        _write(root / "bin" / "vf-cloud", CLOUD_INIT, 0o755)
+        _write(root / "etc" / "vf-nocloud.awk", NOCLOUD_AWK)
         _write(root / "etc" / "udhcpc.script", UDHCPC_SCRIPT, 0o755)
         _write(root / "bin" / "server-mac", SERVER_MAC, 0o755)
         _write(root / "etc" / "inittab", INITTAB)

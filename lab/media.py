@@ -3,7 +3,10 @@
 - ``lab-boot.iso``: an ISO 9660 image booting through ISOLINUX (El Torito, no emulation), as a
   distribution's installer ISO does — what "install from an ISO" uses;
 - ``lab-disk.raw`` / ``lab-disk.qcow2``: a 32 MiB disk with one FAT file system (no partition table)
-  booting through SYSLINUX — what "import a disk image" and clones use.
+  booting through SYSLINUX — what "import a disk image" and clones use;
+- ``lab-cloud.qcow2``: the same disk whose kernel command line adds ``vf.cloud``: a tiny "cloud
+  image" that reads a cloud-init NoCloud seed (a ``cidata`` ISO or vfat volume) before its banner,
+  takes its hostname from it and prints what it was given (see lab.images).
 
 Both boot the same busybox guest as the diskless guests (banner, ACPI power button, serial shell),
 in 3 to 7 s under TCG. Built without root-only tools (no loop mounts): xorriso, mtools + syslinux.
@@ -21,23 +24,27 @@ from pathlib import Path
 
 from lab.errors import ImageError
 
-MEDIA_RECIPE = 1
+MEDIA_RECIPE = 2
 ISO_NAME = "lab-boot.iso"
 DISK_NAME = "lab-disk.raw"
 QCOW2_NAME = "lab-disk.qcow2"
+CLOUD_NAME = "lab-cloud.qcow2"
 DISK_MIB = 32
 CMDLINE = "console=tty0 console=ttyS0 quiet"
+CLOUD_CMDLINE = f"{CMDLINE} vf.cloud"
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
 LDLINUX = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
 PROGRAMS = {"xorriso": "xorriso", "syslinux": "syslinux", "mcopy": "mtools", "mkfs.vfat": "dosfstools",
             "qemu-img": "qemu-utils"}  # fmt: skip
-BOOT_CFG = f"""DEFAULT lab
+BOOT_CFG_TEMPLATE = """DEFAULT lab
 PROMPT 0
 TIMEOUT 1
 LABEL lab
   KERNEL /vmlinuz
-  APPEND initrd=/initrd.img {CMDLINE}
+  APPEND initrd=/initrd.img {cmdline}
 """
+BOOT_CFG = BOOT_CFG_TEMPLATE.format(cmdline=CMDLINE)
+CLOUD_BOOT_CFG = BOOT_CFG_TEMPLATE.format(cmdline=CLOUD_CMDLINE)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Media:
     iso: str
     disk: str
     qcow2: str
+    cloud: str
 
 
 def missing_programs() -> list[str]:
@@ -68,9 +76,10 @@ def load_media(images_dir: Path) -> Media | None:
         manifest = json.loads((images_dir / "media.json").read_text())
     except (OSError, ValueError):
         return None
-    media = Media(iso=str(images_dir / ISO_NAME), disk=str(images_dir / DISK_NAME), qcow2=str(images_dir / QCOW2_NAME))
+    media = Media(iso=str(images_dir / ISO_NAME), disk=str(images_dir / DISK_NAME), qcow2=str(images_dir / QCOW2_NAME),
+                  cloud=str(images_dir / CLOUD_NAME))  # fmt: skip
     if manifest.get("recipe") != MEDIA_RECIPE or not all(
-        Path(p).is_file() for p in (media.iso, media.disk, media.qcow2)
+        Path(p).is_file() for p in (media.iso, media.disk, media.qcow2, media.cloud)
     ):
         return None
     return media
@@ -88,8 +97,11 @@ def build_media(images_dir: Path, kernel: str, initrd: str, *, force: bool = Fal
         root = Path(tmp)
         _build_iso(root / "iso", images_dir / ISO_NAME, kernel, initrd)
         _build_disk(root / "disk.raw", images_dir / DISK_NAME, kernel, initrd)
-    _run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(images_dir / DISK_NAME),
-          str(images_dir / QCOW2_NAME)], "qemu-img convert")  # fmt: skip
+        _build_disk(root / "cloud.raw", root / "cloud-disk.raw", kernel, initrd, CLOUD_BOOT_CFG)
+        _run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(images_dir / DISK_NAME),
+              str(images_dir / QCOW2_NAME)], "qemu-img convert")  # fmt: skip
+        _run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(root / "cloud-disk.raw"),
+              str(images_dir / CLOUD_NAME)], "qemu-img convert (the cloud image)")  # fmt: skip
     (images_dir / "media.json").write_text(json.dumps({"recipe": MEDIA_RECIPE, "built_at": time.time(),
                                                        "seconds": round(time.monotonic() - started, 1)}) + "\n")  # fmt: skip
     media = load_media(images_dir)
@@ -111,10 +123,10 @@ def _build_iso(tree: Path, target: Path, kernel: str, initrd: str) -> None:
     partial.replace(target)
 
 
-def _build_disk(scratch: Path, target: Path, kernel: str, initrd: str) -> None:
+def _build_disk(scratch: Path, target: Path, kernel: str, initrd: str, boot_cfg: str = BOOT_CFG) -> None:
     _run(["mkfs.vfat", "-C", "-n", "VFLAB", str(scratch), str(DISK_MIB * 1024)], "mkfs.vfat (the lab's boot disk)")
     cfg = scratch.parent / "syslinux.cfg"
-    cfg.write_text(BOOT_CFG)
+    cfg.write_text(boot_cfg)
     _run(["mcopy", "-i", str(scratch), kernel, "::vmlinuz"], "mcopy vmlinuz")
     _run(["mcopy", "-i", str(scratch), initrd, "::initrd.img"], "mcopy initrd.img")
     _run(["mcopy", "-i", str(scratch), str(cfg), "::syslinux.cfg"], "mcopy syslinux.cfg")
