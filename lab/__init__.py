@@ -19,10 +19,14 @@ from lab.domains import domain_state, domain_states
 from lab.errors import ImageError, LabAlreadyRunning, LabError, PortInUse, PreflightError
 from lab.guests import (
     bounce_guest_link,
+    guest_cloud_init,
+    guest_disk_events,
     guest_leases,
     guest_reported_addresses,
+    guest_serial_text,
     wait_guest_lease,
     wait_guest_ready,
+    wait_guest_serial,
 )
 from lab.images import Images, prepare
 from lab.networks import LAB_NETWORK, extra_network, free_network, guest_mac, network_xml
@@ -47,9 +51,12 @@ __all__ = [
     "down",
     "extra_network",
     "free_network",
+    "guest_cloud_init",
+    "guest_disk_events",
     "guest_leases",
     "guest_mac",
     "guest_reported_addresses",
+    "guest_serial_text",
     "kill_libvirtd",
     "leftovers",
     "load_state",
@@ -61,4 +68,5 @@ __all__ = [
     "up",
     "wait_guest_lease",
     "wait_guest_ready",
+    "wait_guest_serial",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -12,7 +13,7 @@ import libvirt
 
 from lab.domains import domain_state
 from lab.errors import LabError
-from lab.images import ADDRESS_RE, BANNER, Images
+from lab.images import ADDRESS_RE, BANNER, CLOUD_RE, DISK_RE, Images
 from lab.media import ISO_NAME
 from lab.networks import LAB_NETWORK, guest_mac
 from lab.state import LabGuest, LabHost
@@ -146,8 +147,13 @@ def fake_guest_xml(guest: LabGuest, k: int) -> str:
 """
 
 
-def wait_guest_ready(host: LabHost, guest: str, timeout: float = 30.0, *, count: int = 1) -> float:
+def wait_guest_ready(
+    host: LabHost, guest: str, timeout: float = 30.0, *, count: int = 1, hostname: str | None = None
+) -> float:
     """Wait until `guest`, running on `host`, printed its ready banner on the serial log.
+
+    The banner names the guest's hostname: its domain name (the lab puts it into SMBIOS), or what a
+    NoCloud seed said (lab-cloud.qcow2): pass that as `hostname`.
 
     From then on its acpid listens, so an ACPI shutdown is not lost. The log is
     truncated when QEMU starts (append='off'), so a banner in it belongs to the
@@ -156,7 +162,7 @@ def wait_guest_ready(host: LabHost, guest: str, timeout: float = 30.0, *, count:
     guest: a guest that arrived by migration prints nothing new. Returns the
     seconds waited.
     """
-    banner = BANNER.format(name=guest).encode()
+    banner = BANNER.format(name=hostname or guest).encode()
     path = host.serial_log(guest)
     started = time.monotonic()
     deadline = started + timeout
@@ -262,3 +268,49 @@ def bounce_guest_link(host: LabHost, guest: str, network: str = LAB_NETWORK, dow
                 time.sleep(down_for)
     finally:
         conn.close()
+
+
+def guest_serial_text(host: LabHost, guest: str) -> str:
+    """What `guest` printed on its serial console since QEMU started on `host` ('' before that)."""
+    try:
+        with open(host.serial_log(guest), "rb") as f:
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def wait_guest_serial(
+    host: LabHost, guest: str, pattern: str | re.Pattern[str], timeout: float = 30.0, *, start: int = 0
+) -> re.Match[str]:
+    """Wait until `guest`'s serial log matches `pattern` (a regex) at or after offset `start`;
+    returns the match (its .end() is a `start` for what comes next)."""
+    regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    deadline = time.monotonic() + timeout
+    while True:
+        text = guest_serial_text(host, guest)
+        m = regex.search(text, start)
+        if m:
+            return m
+        if time.monotonic() >= deadline:
+            raise LabError(
+                f"{guest} on {host.name} printed nothing matching {regex.pattern!r} in {timeout:.0f}s; "
+                f"serial log {host.serial_log(guest)} ends {text[-600:]!r}"
+            )
+        time.sleep(0.1)
+
+
+def guest_disk_events(host: LabHost, guest: str) -> list[tuple[str, str, str]]:
+    """(disk, 'appeared' | 'changed' | 'removed', details such as '64 MiB' or '15 MiB, cdrom') for
+    every disk event the guest printed since QEMU started on `host`, oldest first."""
+    return [(m.group(2), m.group(3), m.group(4) or "") for m in DISK_RE.finditer(guest_serial_text(host, guest))]
+
+
+def guest_cloud_init(host: LabHost, guest: str) -> dict[str, str] | None:
+    """What a lab cloud image said about its NoCloud seed (instance_id, hostname, user, password,
+    ssh_keys, network_config; {} when it found no seed), or None if it said nothing (yet)."""
+    m = CLOUD_RE.search(guest_serial_text(host, guest))
+    if m is None:
+        return None
+    if m.group("none"):
+        return {}
+    return {k: v for k, v in m.groupdict().items() if k != "none"}
