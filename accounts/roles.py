@@ -1,14 +1,15 @@
 """The three roles, as Django groups with a fixed set of permissions, given for the whole fleet.
 
 - viewer: sees hosts, VMs, jobs and (their part of) the audit log.
-- operator: viewer + VM operations, consoles and migration.
+- operator: viewer + VM operations, consoles, migration, and creating and changing VMs.
 - admin: operator + hosts (add, edit, resync, remove, maintenance), users, roles and object
   permissions (the admin site), the whole audit log.
 
 For chosen hosts or VMs only, give the same permissions as django-guardian object permissions
 (admin site → Hosts or VMs → the object → "Object permissions"): ``view_host``, ``operate_vms``,
-``console_vms``, ``migrate_vms``, ``manage_host``, ``maintain_host`` on a host (covering its VMs),
-or ``view_vm``, ``operate_vm``, ``console_vm``, ``migrate_vm`` on a VM.
+``console_vms``, ``migrate_vms``, ``configure_vms`` (create VMs there, change their hardware),
+``manage_host``, ``maintain_host`` on a host (covering its VMs), or ``view_vm``, ``operate_vm``,
+``console_vm``, ``migrate_vm``, ``change_vm`` on a VM.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 ROLES = (VIEWER, OPERATOR, ADMIN)
 
 _VIEW = ["hosts.view_host", "vms.view_vm"]
-_OPERATE = ["vms.operate_vm", "vms.console_vm", "vms.migrate_vm"]
+_OPERATE = ["vms.operate_vm", "vms.console_vm", "vms.migrate_vm", "vms.change_vm"]
 _ADMIN = [
     "hosts.manage_host",
     "hosts.maintain_host",

@@ -61,6 +61,7 @@ VIEW = "view"  # see a host, VM or job (and, for a host, its VMs)
 OPERATE = "operate"  # VM lifecycle operations (start, shut down, ... delete), cancel them
 CONSOLE = "console"  # open a VM's console, see its console sessions
 MIGRATE = "migrate"  # migrate a VM, cancel or switch a migration to post-copy
+CONFIGURE = "configure"  # create VMs (on a host), change a VM's definition and hardware
 MANAGE = "manage"  # add (no object), edit, resync, remove hosts
 MAINTAIN = "maintain"  # put a host into and out of maintenance
 CANCEL = "cancel"  # cancel a job: needs the right that started it
@@ -74,16 +75,19 @@ HOST_PERMS = {
     OPERATE: "operate_vms",
     CONSOLE: "console_vms",
     MIGRATE: "migrate_vms",
+    CONFIGURE: "configure_vms",
 }
-VM_PERMS = {VIEW: "view_vm", OPERATE: "operate_vm", CONSOLE: "console_vm", MIGRATE: "migrate_vm"}
+VM_PERMS = {VIEW: "view_vm", OPERATE: "operate_vm", CONSOLE: "console_vm", MIGRATE: "migrate_vm",
+            CONFIGURE: "change_vm"}  # fmt: skip
 GLOBAL_VIEW_PERMS = [f"hosts.{p}" for p in HOST_PERMS.values()] + [f"vms.{p}" for p in VM_PERMS.values()]
 
-ROLE_FOR = {VIEW: "viewer", OPERATE: "operator", CONSOLE: "operator", MIGRATE: "operator"}
+ROLE_FOR = {VIEW: "viewer", OPERATE: "operator", CONSOLE: "operator", MIGRATE: "operator", CONFIGURE: "operator"}
 VERBS = {
     VIEW: "see",
     OPERATE: "operate",
     CONSOLE: "open the console of",
     MIGRATE: "migrate",
+    CONFIGURE: "create or change VMs on",
     MANAGE: "change",
     MAINTAIN: "put into or out of maintenance",
     CANCEL: "cancel",

@@ -128,6 +128,7 @@ INSTALLED_APPS = [
     "migration",
     "storage",
     "networks",
+    "provisioning",
     "console",
     "audit",
     "accounts",  # last: its post_migrate handler sets up the roles once every permission exists

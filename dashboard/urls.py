@@ -14,6 +14,14 @@ from dashboard import views
 from hosts.api import HostViewSet
 from jobs.api import JobViewSet
 from networks.api import NetworkViewSet, VMNicsView
+from provisioning.api import (
+    HostCapabilitiesView,
+    PresetsView,
+    VMCreateView,
+    VMDefineView,
+    VMDefinitionView,
+    VMHardwareView,
+)
 from storage.api import PoolViewSet, VolumeViewSet
 from vms.api import VMViewSet
 from vms.views import fleet
@@ -38,6 +46,7 @@ urlpatterns = [
     path("", include("console.urls")),
     path("", include("storage.urls")),
     path("", include("networks.urls")),
+    path("", include("provisioning.urls")),
     path("hosts/", include("hosts.urls")),
     path("vms/", include("vms.urls")),
     path("jobs/", include("jobs.urls")),
@@ -47,6 +56,12 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("api/vms/<uuid:uuid>/nics/", VMNicsView.as_view(), name="api-vm-nics"),
+    path("api/vms/create/", VMCreateView.as_view(), name="api-vm-create"),
+    path("api/vms/define/", VMDefineView.as_view(), name="api-vm-define"),
+    path("api/vms/<uuid:uuid>/definition/", VMDefinitionView.as_view(), name="api-vm-definition"),
+    path("api/vms/<uuid:uuid>/hardware/<str:change>/", VMHardwareView.as_view(), name="api-vm-hardware"),
+    path("api/os-presets/", PresetsView.as_view(), name="api-os-presets"),
+    path("api/hosts/<int:pk>/capabilities/", HostCapabilitiesView.as_view(), name="api-host-capabilities"),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script as a file: no inline script, so the CSP holds on it too.

@@ -86,6 +86,7 @@ class Host(models.Model):
             ("operate_vms", "Operate the VMs on the host"),
             ("console_vms", "Open the consoles of the VMs on the host"),
             ("migrate_vms", "Migrate the VMs on the host"),
+            ("configure_vms", "Create VMs on the host and change their definitions and hardware"),
         ]
 
     def __str__(self) -> str:

@@ -24,6 +24,7 @@ LAYERS = [
     "migration",
     "storage",
     "networks",
+    "provisioning",
     "console",
     "dashboard",
 ]

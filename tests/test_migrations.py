@@ -17,6 +17,7 @@ BEFORE = [
     ("console", None),
     ("storage", None),  # later than the move: not there yet
     ("networks", None),
+    ("provisioning", None),
 ]
 VM_UUID = uuid.UUID("33333333-3333-4333-8333-333333333301")
 

@@ -23,7 +23,7 @@ from vms.models import VM
 WEB1 = "11111111-1111-4111-8111-111111111101"  # host-a, running, VNC
 CACHE1 = "22222222-2222-4222-8222-222222222201"  # host-b, running
 
-# needs: public | login | view | operate | console | migrate | manage | maintain | admin
+# needs: public | login | view | operate | console | migrate | configure | manage | maintain | admin
 # kind: page (anonymous → login redirect) | api (anonymous → 401 JSON) | json (anonymous → 401 JSON)
 
 
@@ -146,6 +146,23 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
         "api",
         [Call("GET", "view"), Call("POST", "operate", {"mac": "52:54:00:00:00:09", "network": "x"}, True)],
     ),
+    # provisioning: creating VMs and changing them needs the configure right (the operator role, or
+    # configure_vms on a host / change_vm on a VM); the hardware page is seen with the VM
+    "provisioning:new": ("page", [Call("GET", "configure"), Call("POST", "configure", {"name": ""})]),
+    "provisioning:define": ("page", [Call("GET", "configure"), Call("POST", "configure", {"xml": ""})]),
+    "provisioning:xml": ("page", [Call("GET", "configure")]),
+    "provisioning:hardware": ("page", [Call("GET", "view")]),
+    "provisioning:change": ("page", [Call("POST", "configure", {"vcpus": "1"})]),
+    "provisioning:ssh-keys": ("page", [Call("GET", "login"), Call("POST", "login", {"public_key": "x"})]),
+    "api-vm-create": ("api", [Call("POST", "configure", {"host": "{host}", "name": "n", "source": "import"}, True)]),
+    "api-vm-define": (
+        "api",
+        [Call("POST", "configure", {"host": "{host}", "xml": "<domain type='test'><name>n</name></domain>"}, True)],
+    ),
+    "api-vm-definition": ("api", [Call("GET", "configure"), Call("PUT", "configure", {"xml": "<domain/>"}, True)]),
+    "api-vm-hardware": ("api", [Call("POST", "configure", {"vcpus": 1}, True)]),
+    "api-os-presets": ("api", [Call("GET", "login")]),
+    "api-host-capabilities": ("api", [Call("GET", "view")]),
 }
 # The admin site is one guarded door (VirtfleetAdminSite.has_permission); it is tested as such below.
 SKIPPED_PREFIXES = ("admin/",)
@@ -153,8 +170,8 @@ SKIPPED_PREFIXES = ("admin/",)
 USERS = ["anonymous", "viewer", "vm_operator", "host_operator", "operator", "admin"]
 ROLE_RIGHTS = {
     "viewer": {"login", "view"},
-    "operator": {"login", "view", "operate", "console", "migrate"},
-    "admin": {"login", "view", "operate", "console", "migrate", "manage", "maintain", "admin"},
+    "operator": {"login", "view", "operate", "console", "migrate", "configure"},
+    "admin": {"login", "view", "operate", "console", "migrate", "configure", "manage", "maintain", "admin"},
 }
 
 
@@ -254,6 +271,7 @@ def fill(route: str, name: str, where: str, world, who: str) -> str:
         "kind": "suspend",
         "action": "leave",
         "token_id": world["tokens"].get(who, "vf_nosuchtoken"),
+        "change": "vcpus",
     }
     pool, volume = world["pools"][where], world["volumes"][where]
     values["pool_id"], values["volume_id"] = str(pool.pk), str(volume.pk)

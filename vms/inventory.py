@@ -39,7 +39,7 @@ SYNCED_FIELDS = [
     "graphics_type", "graphics_listen", "graphics_port", "graphics_socket", "graphics_password", "xml", "disks",
     "interfaces",
 ]  # fmt: skip
-WRITE_FIELDS = [*SYNCED_FIELDS, "host", "also_on", "gone_at", "last_seen", "state_changed", "version", "observed_at"]
+WRITE_FIELDS = [*SYNCED_FIELDS, "pending", "host", "also_on", "gone_at", "last_seen", "state_changed", "version", "observed_at"]
 
 
 def fields_from_info(info: DomainInfo) -> dict:
@@ -396,6 +396,9 @@ def _apply(vm: VM, values: dict, now: datetime) -> bool:
                 vm.state_changed = now
             setattr(vm, name, value)
             changed = True
+    if vm.pending and vm.state in ("shutoff", "unknown"):  # stopped: its definition is what it boots with
+        vm.pending = []
+        changed = True
     return changed
 
 

@@ -60,6 +60,9 @@ class VM(models.Model):
     # Its NICs as the domain XML says (virt.domains.InterfaceInfo fields): networks shows them with
     # the addresses the guest got.
     interfaces = models.JSONField(default=list, blank=True)
+    # What its definition changes at the next boot, in words ("4 vCPUs (runs with 2)"): set when a
+    # hardware change could not apply live, cleared when the VM stops.
+    pending = models.JSONField(default=list, blank=True)
 
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
@@ -83,6 +86,7 @@ class VM(models.Model):
             ("console_vm", "Open the VM's console"),
             ("migrate_vm", "Migrate the VM"),
         ]
+        # change_vm (Django's own): edit its definition and hardware
         # One index per sortable column of the fleet table (present VMs first), so the first page
         # of 10,000 VMs never sorts the whole table.
         indexes = [

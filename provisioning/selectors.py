@@ -1,0 +1,88 @@
+"""What the New VM form and the hardware page offer, read from the database only: the host's
+capabilities (machine types, firmware, disk buses), its running pools, its ISOs and disk images,
+its networks, the OS presets, the user's SSH keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.errors import NotFound
+from hosts.models import Host
+from networks.models import Network
+from storage.models import StoragePool, Volume
+from virt import osinfo
+from vms.models import VM
+
+from .models import HostCapabilities, SSHKey
+from .planner import ISO_FORMATS
+
+
+@dataclass
+class CreateOptions:
+    host: Host | None
+    hosts: list[Host]
+    reported: bool = False
+    virttypes: list[str] = field(default_factory=list)
+    machines: list[str] = field(default_factory=list)
+    firmware: list[str] = field(default_factory=lambda: ["bios"])
+    secure_boot: bool = False
+    disk_buses: list[str] = field(default_factory=lambda: ["virtio", "sata", "scsi", "ide"])
+    max_vcpus: int = 0
+    pools: list[StoragePool] = field(default_factory=list)
+    isos: list[Volume] = field(default_factory=list)
+    images: list[Volume] = field(default_factory=list)
+    networks: list[Network] = field(default_factory=list)
+    presets: list[osinfo.OsPreset] = field(default_factory=list)
+    generic: osinfo.OsPreset | None = None
+    keys: list[SSHKey] = field(default_factory=list)
+    osinfo_error: str = ""
+
+
+def _is_iso(v: Volume) -> bool:
+    return v.format in ISO_FORMATS or v.name.lower().endswith(".iso")
+
+
+def create_options(*, host: Host | None, hosts: list[Host], user=None) -> CreateOptions:
+    opts = CreateOptions(host=host, hosts=hosts)
+    try:
+        db = osinfo.database()
+        opts.presets = db.presets()
+        opts.generic = db.generic()
+    except Exception as exc:  # osinfo-db missing: the form still works with the generic defaults
+        opts.osinfo_error = str(exc)
+    if user is not None and getattr(user, "is_authenticated", False):
+        opts.keys = list(SSHKey.objects.filter(user=user))
+    if host is None:
+        return opts
+    row = HostCapabilities.objects.filter(host=host).first()
+    if row is not None:
+        caps = row.caps
+        arch = host.arch or "x86_64"
+        opts.reported = caps.reported
+        opts.virttypes = caps.virttypes(arch)
+        opts.machines = caps.machines(arch)
+        dom = caps.domain(arch=arch, machine="q35" if "q35" in opts.machines else "", virttype="")
+        if dom is not None:
+            opts.firmware = list(dom.firmware) or ["bios"]
+            opts.secure_boot = dom.secure_boot
+            opts.disk_buses = [
+                b for b in ("virtio", "scsi", "sata", "ide", "usb") if b in dom.disk_buses
+            ] or opts.disk_buses
+            opts.max_vcpus = dom.max_vcpus
+    opts.pools = list(StoragePool.objects.filter(host=host, state="active").order_by("name"))
+    volumes = list(Volume.objects.filter(pool__host=host, pool__state="active").select_related("pool")
+                   .order_by("pool__name", "name"))  # fmt: skip
+    used = {(d.get("pool"), d.get("volume")) for vm in VM.objects.present().filter(host=host).only("disks")
+            for d in vm.disks or ()} | {d.get("path") for vm in VM.objects.present().filter(host=host).only("disks")
+                                        for d in vm.disks or () if d.get("device") == "disk"}  # fmt: skip
+    opts.isos = [v for v in volumes if _is_iso(v)]
+    opts.images = [v for v in volumes if not _is_iso(v) and (v.pool.name, v.name) not in used and v.path not in used]
+    opts.networks = list(Network.objects.filter(host=host).order_by("-active", "name"))
+    return opts
+
+
+def ssh_key_get(*, user, key_id: int) -> SSHKey:
+    key = SSHKey.objects.filter(user=user, pk=key_id).first()
+    if key is None:
+        raise NotFound("No such SSH key.")
+    return key

@@ -1,0 +1,19 @@
+// The New VM form: show the fields of the chosen install source; a change of host re-renders the
+// form with what that host offers (its pools, ISOs, networks, firmware), keeping what was typed.
+const form = document.getElementById("vm-form");
+if (form) {
+  const show = () => {
+    const source = form.querySelector("input[name=source]:checked")?.value || "iso";
+    for (const el of form.querySelectorAll("[data-show]")) {
+      el.hidden = !el.dataset.show.split(" ").includes(source);
+    }
+  };
+  for (const radio of form.querySelectorAll("[data-source]")) radio.addEventListener("change", show);
+  show();
+  const host = form.querySelector("[data-refresh]");
+  const refresh = document.getElementById("refresh-btn");
+  if (host && refresh) {
+    refresh.hidden = true;
+    host.addEventListener("change", () => refresh.click());
+  }
+}
