@@ -68,6 +68,12 @@ def lab_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reason = lab_unavailable()
     if reason:
         pytest.skip(reason)
+    # $VIRTFLEET_TEST_LAB_DIR (a developer's own lab dir, as the e2e tests use it): its images,
+    # prepared there if they are not (yet, or not for this recipe).
+    own = os.environ.get("VIRTFLEET_TEST_LAB_DIR")
+    if own:
+        lab.prepare(own)
+        return images_dir(own)
     dev = REPO_ROOT / "var" / "lab"
     if load_images(dev) is not None:
         return images_dir(dev)

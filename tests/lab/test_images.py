@@ -48,6 +48,20 @@ def test_initramfs_is_small_and_holds_busybox_acpi_and_modules(lab_images: Path)
         "lib/modules/net_failover.ko",
         "bin/vf-net",
         "etc/udhcpc.script",
+        # disks and CD-ROMs (AHCI built from the kernel's source: the cloud kernel lacks it), their
+        # watcher, and cloud mode's NoCloud reader
+        "lib/modules/virtio_blk.ko",
+        "lib/modules/virtio_scsi.ko",
+        "lib/modules/sd_mod.ko",
+        "lib/modules/sr_mod.ko",
+        "lib/modules/ata_piix.ko",
+        "lib/modules/ahci.ko",
+        "lib/modules/libahci.ko",
+        "lib/modules/isofs.ko",
+        "lib/modules/vfat.ko",
+        "bin/vf-disk",
+        "bin/vf-cloud",
+        "etc/vf-nocloud.awk",
     ):
         assert path in listing, path
 
@@ -55,12 +69,31 @@ def test_initramfs_is_small_and_holds_busybox_acpi_and_modules(lab_images: Path)
 def test_kernel_json_records_the_module_set_so_a_new_one_refetches(lab_images: Path) -> None:
     import json
 
-    from lab.images import GUEST_MODULES, NIC_MODULES
+    from lab.images import BLOCK_MODULES, GUEST_MODULES, NIC_MODULES
 
     info = json.loads((lab_images / "kernel.json").read_text())
-    assert info["wanted"] == [*GUEST_MODULES, *NIC_MODULES]
+    assert info["wanted"] == list(dict.fromkeys((*GUEST_MODULES, *NIC_MODULES, *BLOCK_MODULES)))
     assert info["boot_modules"] == ["button", "evdev"]
     # Dependencies load first: virtio before virtio_pci, failover before net_failover before virtio_net.
     order = info["modules"]
     assert order.index("virtio") < order.index("virtio_pci") < order.index("virtio_net")
     assert order.index("failover") < order.index("net_failover") < order.index("virtio_net")
+    assert order.index("scsi_mod") < order.index("libata") < order.index("ata_piix")
+    assert order.index("fat") < order.index("vfat")
+    # after the banner: the NIC's by vf-net, the disks' by vf-disk (both with the virtio transport)
+    assert "virtio_net" in info["net_modules"] and "ahci" not in info["net_modules"]
+    assert {"virtio_pci", "virtio_blk", "sr_mod", "ata_piix", "isofs"} <= set(info["block_modules"])
+
+
+def test_the_ahci_driver_the_cloud_kernel_lacks_is_built_for_it(lab_images: Path) -> None:
+    import json
+
+    info = json.loads((lab_images / "kernel.json").read_text())
+    if "ahci" not in info["modules"]:
+        pytest.skip("the lab kernel was prepared without make/gcc-12: no AHCI driver (SATA) in its guests")
+    assert info["built_from_source"] == ["ahci", "libahci"]
+    order = info["block_modules"]
+    assert order.index("libata") < order.index("libahci") < order.index("ahci")
+    # built against that kernel build: its vermagic names the cloud kernel's release
+    ko = (lab_images / "modules" / "ahci.ko").read_bytes()
+    assert f"vermagic={info['release']} ".encode() in ko
