@@ -174,7 +174,10 @@ def set_memory(conn: HostConnection, uuid: str, mib: int) -> Applied:
     if st.running:
         live_max = _call("read the memory", dom.maxMemory)
         if kib <= live_max:
-            _call("set the memory", dom.setMemoryFlags, kib, st.flags)
+            # live and definition apart: some drivers refuse both flags in one call
+            _call("set the memory", dom.setMemoryFlags, kib, LIVE)
+            if st.persistent:
+                _call("set the memory in the definition", dom.setMemoryFlags, kib, CONFIG)
             return Applied(live=True, config=st.persistent, note="the guest's balloon driver gives it back")
         if not st.persistent:
             raise OperationInvalid("the VM is transient and cannot grow beyond the memory it booted with")
