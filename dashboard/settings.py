@@ -402,6 +402,9 @@ VIRTFLEET = {
     "RESYNC_INTERVAL": env_int("VIRTFLEET_RESYNC_INTERVAL", 300),
     # DHCP leases: libvirt sends no event for them, so each host's leases are re-read this often (s)
     "LEASE_POLL": env_int("VIRTFLEET_LEASE_POLL", 10),
+    # New VMs mirror their serial console to /var/log/libvirt/qemu/<name>.serial.log on their host
+    # (virtlogd keeps and rotates it): what a guest printed before it hung or crashed stays readable.
+    "SERIAL_LOG": os.environ.get("VIRTFLEET_SERIAL_LOG", "1") not in ("0", "false", "no"),
     # jobs: ACPI shutdown wait, power-button repeat, retries of transient failures
     "SHUTDOWN_TIMEOUT": env_int("VIRTFLEET_SHUTDOWN_TIMEOUT", 120),
     "SHUTDOWN_RESEND": env_int("VIRTFLEET_SHUTDOWN_RESEND", 10),

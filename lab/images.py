@@ -65,7 +65,7 @@ SOURCE_MODULES = {
 }
 SOURCE_CFLAGS = "-DCONFIG_SATA_MOBILE_LPM_POLICY=0"
 # Bump when the initramfs recipe below changes, so `prepare` rebuilds it.
-INITRAMFS_RECIPE = 5
+INITRAMFS_RECIPE = 6
 BANNER = "virtfleet lab guest {name} ready"
 BANNER_RE = re.compile(r"virtfleet lab guest (\S+) ready")
 # What the guest prints on its serial console when udhcpc binds a lease (see UDHCPC_SCRIPT).
@@ -511,7 +511,8 @@ say "instance-id=${iid:-none} hostname=$h user=${user:-default} password=${passw
 # comments, any indentation (sequences at their key's indentation too), flow lists [a, b] and simple
 # flow mappings {name: x}; a one-line JSON meta-data too. Not a YAML parser: anchors, multi-line
 # keys and the like are not understood.
-#   user: the first entry of users (its name, or `default`); when that is the default user (or there
+#   user: the first named entry of users (cloud-init keeps `default` first: a named user after it is
+#   the one given), or `default`; when that is the default user (or there
 #   is no users list), top-level user (a name or a mapping with name) renames it; `none` for an empty
 #   users list. password: yes if that user has passwd / hashed_passwd / plain_text_passwd, or there is
 #   a top-level password, or a chpasswd list / users. ssh_keys: that user's ssh_authorized_keys
@@ -675,7 +676,7 @@ END {
     u = "default"; who = "U"
     if (users) {
         if (nusers == 0) u = "none"
-        else if (uname[1] != "" && uname[1] != "default") { u = uname[1]; who = 1 }
+        else for (i = 1; i <= nusers; i++) if (uname[i] != "" && uname[i] != "default") { u = uname[i]; who = i; break }
     }
     if (u == "default" && uname["U"] != "") u = uname["U"]
     print "user=" u

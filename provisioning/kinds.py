@@ -73,6 +73,7 @@ def _spec(plan: dict, vnc_password: str) -> vb.DomainSpec:
         emulator=plan["emulator"], firmware=plan["firmware"], secure_boot=plan["secure_boot"],
         disks=tuple(vb.DiskSpec(**d) for d in plan["disks"]), nics=tuple(vb.NicSpec(**n) for n in plan["nics"]),
         graphics=plan["graphics"], vnc_password=vnc_password, vnc_listen=plan["vnc_listen"], serial=plan["serial"],
+        serial_log=plan.get("serial_log", ""),
         usb_tablet=plan["usb_tablet"] and plan["graphics"], os_id=plan["os_id"], clock=plan["clock"],
         description=plan["description"],
         cpu_mode="host-passthrough" if plan["virttype"] == "kvm" else "",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from django.conf import settings
+
 from hosts.models import Host
 from networks.models import Network
 from storage.models import StoragePool, Volume
@@ -69,6 +71,7 @@ class Plan:
     graphics: bool = True
     vnc_listen: str = "127.0.0.1"
     serial: bool = True
+    serial_log: str = ""
     usb_tablet: bool = True
     autostart: bool = False
     start: bool = True
@@ -287,7 +290,10 @@ def _disks(host: Host, name: str, p: dict, plan: Plan, preset: osinfo.OsPreset) 
         seed = PlannedVolume(pool=pool.name, name=_free_name(pool, f"{name}-seed.iso", taken), capacity=0,
                              format="raw", role="seed")  # fmt: skip
         plan.volumes.append(asdict(seed))
-        plan.disks.append({"device": "cdrom", "bus": cd_bus, "pool": pool.name, "volume": seed.name,
+        # The seed on a virtio-scsi CD-ROM: cloud kernels (Debian's cloud, Ubuntu's virtual) have
+        # virtio-scsi but often no AHCI, so a SATA CD-ROM would go unseen and cloud-init find no seed.
+        seed_bus = "scsi" if plan.virttype != "test" else cd_bus
+        plan.disks.append({"device": "cdrom", "bus": seed_bus, "pool": pool.name, "volume": seed.name,
                            "format": "raw", "readonly": True})  # fmt: skip
 
 
@@ -331,6 +337,8 @@ def plan_vm(*, host: Host, uuid: str, params: dict) -> Plan:
                 graphics=p["graphics"], vnc_listen=_vnc_listen(host), serial=p["serial"],
                 usb_tablet=preset.usb_tablet, autostart=p["autostart"], start=p["start"],
                 description=p["description"], clock="localtime" if preset.family == "winnt" else "utc")  # fmt: skip
+    if plan.serial and settings.VIRTFLEET.get("SERIAL_LOG", True):
+        plan.serial_log = f"/var/log/libvirt/qemu/{name}.serial.log"
     if preset.min_memory_mib and memory < preset.min_memory_mib:
         plan.notes.append(f"{preset.name} needs at least {preset.min_memory_mib} MiB of memory")
     plan.nics = _nics(host, p["nics"], plan.nic_model)

@@ -85,6 +85,7 @@ class DomainSpec:
     vnc_password: str = ""
     vnc_listen: str = "127.0.0.1"
     serial: bool = True
+    serial_log: str = ""  # a file on the host the serial console is mirrored to (virtlogd)
     guest_agent: bool = True
     usb_tablet: bool = True
     os_id: str = ""  # an osinfo-db id, recorded as libosinfo metadata (as virt-install does)
@@ -223,6 +224,8 @@ def _devices(root: ET.Element, spec: DomainSpec) -> None:
             _sub(devices, "controller", type="pci", model="pcie-root-port")
     if spec.serial:
         serial = _sub(devices, "serial", type="pty")
+        if spec.serial_log:
+            _sub(serial, "log", file=spec.serial_log, append="off")
         _sub(serial, "target", port="0")
         console = _sub(devices, "console", type="pty")
         _sub(console, "target", type="serial", port="0")

@@ -89,6 +89,12 @@ def test_parser_reads_the_seed_virtfleet_writes(tmp_path: Path) -> None:
             "chpasswd:\n  expire: false\n  list: |\n    carol:secret\n",
             {"user": "carol", "password": "yes", "ssh_keys": "3"},
         ),
+        # cloud-init's default user kept first, then the named one (what virt.seed writes): the named one
+        (
+            "#cloud-config\nusers:\n- default\n- name: alice\n  passwd: $6$x$y\n  lock_passwd: false\n"
+            "  ssh_authorized_keys:\n  - ssh-ed25519 AAAA alice@x\n",
+            {"user": "alice", "password": "yes", "ssh_keys": "1"},
+        ),
         # users given as a string; a passwd-less user has no password; keys of a nested key are not its
         (
             "#cloud-config\nusers: default\n",
@@ -413,3 +419,14 @@ def test_cloud_image_without_a_seed_says_so_and_keeps_its_name(guest_env, lab_im
     assert lab.guest_cloud_init(host, name) == {}
     # booted from a SATA disk: the AHCI driver (built for this kernel) sees it
     lab.wait_guest_serial(host, name, rf"virtfleet lab guest {name}: disk sda appeared \(32 MiB\)", EVENT_TIMEOUT)
+
+
+def test_parser_reads_what_virt_seed_builds(tmp_path: Path) -> None:
+    from virt import seed
+
+    ci = seed.CloudInit(hostname="web9", user="alice", password_hash=seed.hash_password("pw"),
+                        ssh_keys=("ssh-ed25519 AAAAC3Nza alice@x",), instance_id="iid-9")  # fmt: skip
+    got = _parse(tmp_path, seed.meta_data(ci), seed.build_user_data(ci))
+    assert {k: got[k] for k in ("instance_id", "hostname", "user", "password", "ssh_keys")} == {
+        "instance_id": "iid-9", "hostname": "web9", "user": "alice", "password": "yes", "ssh_keys": "1",
+    }  # fmt: skip

@@ -109,7 +109,7 @@ def test_a_disk_on_a_volume_another_vm_uses_is_refused(host, admin_user):
     from storage.models import Volume
 
     taken = Volume.objects.get(name="web.qcow2")
-    with pytest.raises(ServiceError, match="web.qcow2 is the disk of web; two VMs on one disk corrupt it"):
+    with pytest.raises(ServiceError, match=r"web\.qcow2 is the disk of web; two VMs on one disk corrupt it"):
         services.vm_change_request(vm=VM.objects.get(uuid=IDLE), change="disk_attach", params={"volume": taken.pk},
                                    user=admin_user)  # fmt: skip
 
