@@ -94,7 +94,7 @@ class CreateParams(serializers.Serializer):
                                                       "the cloud image a new qcow2 overlay is backed by")  # fmt: skip
     disk_pool = serializers.IntegerField(required=False, allow_null=True, default=None,
                                          help_text="id of the pool new disks (and the seed) go to")  # fmt: skip
-    disk_size = SizeField(required=False, default=0, help_text="size of the new disk (iso, none, cloud): 20G")
+    disk_size = SizeField(required=False, default=0, help_text="size of the new disk (iso, none, cloud): 20G; empty: the OS preset's recommendation")
     disk_format = serializers.ChoiceField(choices=["qcow2", "raw"], default="qcow2")
     disk_bus = serializers.ChoiceField(choices=["", *DISK_BUSES], required=False, default="",
                                        help_text="empty: what the OS preset recommends")  # fmt: skip
@@ -171,8 +171,6 @@ class CreateParams(serializers.Serializer):
             raise serializers.ValidationError({"image_volume": "Choose the disk image."})
         if source in ("iso", "none", "cloud") and not data["disk_pool"]:
             raise serializers.ValidationError({"disk_pool": "Choose the pool for the new disk."})
-        if source in ("iso", "none") and not data["disk_size"]:
-            raise serializers.ValidationError({"disk_size": "Give the size of the new disk (such as 20G)."})
         if data["extra_disks"] and not data["disk_pool"]:
             raise serializers.ValidationError({"disk_pool": "Choose the pool for the extra disks."})
         if data["max_vcpus"] and data["vcpus"] and data["max_vcpus"] < data["vcpus"]:

@@ -8,7 +8,9 @@ libvirt is asked (no free PCIe port, no room for more vCPUs or memory, a bus wit
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -284,29 +286,53 @@ def _detach(conn: HostConnection, uuid: str, path: str, match, what: str) -> App
     if st.running:
         el = _find(_call("read the domain XML", dom.XMLDesc, 0), path, match)
         if el is not None:
-            _call(f"unplug {what}", dom.detachDeviceFlags, ET.tostring(el, encoding="unicode"), LIVE)
-            done_live = _wait_gone(dom, path, match)
+            done_live = _unplug(conn, dom, el, path, match, what)
             if not done_live:
                 note = f"the guest has not released it after {UNPLUG_WAIT:.0f} s: it goes when the guest lets go, or at the next boot"
+            else:
+                note = "the guest released it (libvirt's device-removed event)"
     if not (done_live or done_config) and not note:
         raise OperationInvalid(f"the VM has no {what}")
     return Applied(live=done_live, config=done_config, note=note)
 
 
-def _wait_gone(dom: libvirt.virDomain, path: str, match) -> bool:
-    """A hot unplug is asynchronous: the guest must release the device (libvirt then sends
-    device-removed). Wait for it to leave the live XML."""
-    deadline = time.monotonic() + UNPLUG_WAIT
-    while time.monotonic() < deadline:
-        try:
-            if _find(dom.XMLDesc(0), path, match) is None:
+def _unplug(conn: HostConnection, dom: libvirt.virDomain, el: ET.Element, path: str, match, what: str) -> bool:
+    """Ask the guest to release a device and wait for libvirt's device-removed event about it (a hot
+    unplug is asynchronous: the guest must let go). The live XML is checked too, in case the event
+    was missed (a connection without an event loop)."""
+    alias_el = el.find("alias")
+    alias = alias_el.get("name", "") if alias_el is not None else ""
+    removed = threading.Event()
+
+    def on_removed(_conn, _dom, dev_alias, _opaque) -> None:
+        if dev_alias == alias:
+            removed.set()
+
+    callback_id = None
+    try:
+        callback_id = conn.raw.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None)
+    except libvirt.libvirtError:
+        pass  # a driver without events: the live XML alone says it
+    try:
+        _call(f"unplug {what}", dom.detachDeviceFlags, ET.tostring(el, encoding="unicode"), LIVE)
+        deadline = time.monotonic() + UNPLUG_WAIT
+        while time.monotonic() < deadline:
+            if removed.wait(0.25) or _gone(dom, path, match):
                 return True
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise DomainNotFound("the VM is gone") from None
-            raise translate(exc, context="read the domain XML") from None
-        time.sleep(0.25)
-    return False
+        return False
+    finally:
+        if callback_id is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.raw.domainEventDeregisterAny(callback_id)
+
+
+def _gone(dom: libvirt.virDomain, path: str, match) -> bool:
+    try:
+        return _find(dom.XMLDesc(0), path, match) is None
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            raise DomainNotFound("the VM is gone") from None
+        raise translate(exc, context="read the domain XML") from None
 
 
 def disk_detach(conn: HostConnection, uuid: str, target: str) -> Applied:

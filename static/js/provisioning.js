@@ -10,6 +10,14 @@ if (form) {
   };
   for (const radio of form.querySelectorAll("[data-source]")) radio.addEventListener("change", show);
   show();
+  // a host bridge's name is asked only for a NIC on a host bridge
+  for (const select of form.querySelectorAll("select[name^=nic]:not([name$=_model])")) {
+    const bridge = form.querySelector(`input[name="${select.name}_bridge"]`);
+    if (!bridge) continue;
+    const toggle = () => { bridge.hidden = select.value !== "bridge:"; };
+    select.addEventListener("change", toggle);
+    toggle();
+  }
   const host = form.querySelector("[data-refresh]");
   const refresh = document.getElementById("refresh-btn");
   if (host && refresh) {
