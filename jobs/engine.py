@@ -171,7 +171,11 @@ def _create(spec: Kind, subject: Subject, target, params: dict, *, user, ip, par
         ip=job.requested_from or FROM_REQUEST,
         target=target,
         message=f"job {job.pk} queued" + (f" to {target_host.name}" if target_host else ""),
-        details={"job": job.pk, "params": params, **({"target_host": target_host.name} if target_host else {})},
+        details={
+            "job": job.pk,
+            "params": spec.shown_params(params),
+            **({"target_host": target_host.name} if target_host else {}),
+        },
     )
     enqueue_on_commit(RUN_TASK, args=[job.pk], queue=spec.queue, task_id=task_id)
     return job

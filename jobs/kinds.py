@@ -10,6 +10,7 @@ alike, and nothing in it names a kind.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -125,6 +126,23 @@ class Kind:
     connect: bool = True  # the handler gets a connection to the job's host (ctx.conn)
     title_of: Callable[[Job], str] | None = None  # how a job of this kind is named ("Suspend (bulk)")
     panel: str = ""  # a template shown under an active job's progress bar (migration statistics)
+    # options kept for the handler but never shown (audit log, job page, API): dotted paths such as
+    # "plan.cloud_init.password_hash"
+    secret_params: tuple[str, ...] = ()
+
+    def shown_params(self, params: dict | None) -> dict:
+        """``params`` with the secret ones replaced by "(hidden)", for every place that shows them."""
+        if not params or not self.secret_params:
+            return params or {}
+        shown = copy.deepcopy(params)
+        for path in self.secret_params:
+            *parents, last = path.split(".")
+            node: Any = shown
+            for key in parents:
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, dict) and node.get(last):
+                node[last] = "(hidden)"
+        return shown
 
     def title(self, job: Job | None = None) -> str:
         return self.title_of(job) if self.title_of and job is not None else self.label

@@ -114,6 +114,11 @@ class Job(models.Model):
 
         return kind_of(self.kind)
 
+    @property
+    def shown_params(self) -> dict:
+        """Its options as pages and the API show them: secrets (a password hash...) hidden."""
+        return self.spec.shown_params(self.params)
+
     def get_kind_display(self) -> str:
         return self.spec.title(self)
 

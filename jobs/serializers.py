@@ -11,6 +11,7 @@ class JobSerializer(serializers.ModelSerializer):
     vm_uuid = serializers.UUIDField(read_only=True)
     target_host_name = serializers.SerializerMethodField()
     cancellable = serializers.BooleanField(read_only=True, help_text="whether it can be cancelled now")
+    params = serializers.JSONField(source="shown_params", read_only=True, help_text="its options (secrets hidden)")
 
     class Meta:
         model = Job

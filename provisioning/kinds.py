@@ -38,6 +38,9 @@ from . import params as P
 from .planner import Refusal, plan_vm
 
 log = logging.getLogger(__name__)
+# what a new VM's job keeps for its handler but never shows (audit log, job page, API): the password
+# hash, and user-data (operators put secrets in it)
+CREATE_SECRETS = ("ci_password_hash", "ci_user_data", "plan.cloud_init.password_hash", "plan.cloud_init.user_data")
 QUEUE = "lifecycle"
 IMAGE_MAGIC_READ = 64 * 1024
 
@@ -616,11 +619,12 @@ for _kind_ in [
     Kind(name="vm.create", label="Create VM", handler=_create, subject=new_vm_subject, lock="vmname", queue=QUEUE,
          right="configure", audit_action="vm.create", params=P.CreateParams, check=_check_create,
          facts=_create_facts, undo=_undo_create, judge=_judge_create, after=_after_create,
-         retry_transient=False),
+         retry_transient=False, secret_params=CREATE_SECRETS),
     Kind(name="vm.define_xml", label="Define VM from XML", handler=_define, subject=new_vm_subject, lock="vmname",
          queue=QUEUE, right="configure", audit_action="vm.define_xml", params=P.DefineXmlParams,
-         check=_check_define, facts=_define_facts, undo=_undo_define, after=_after_define, retry_transient=False),
-    _change("vm.edit_xml", "Edit XML", _edit_xml, _check_persistent, P.EditXmlParams),
+         check=_check_define, facts=_define_facts, undo=_undo_define, after=_after_define, retry_transient=False,
+         secret_params=("xml",)),
+    _change("vm.edit_xml", "Edit XML", _edit_xml, _check_persistent, P.EditXmlParams, secret_params=("xml",)),
     _change("vm.set_vcpus", "Change vCPUs", _vcpus, _check_any, P.VcpusParams),
     _change("vm.set_memory", "Change memory", _memory, _check_any, P.MemoryParams),
     _change("vm.disk_attach", "Add disk", _disk_attach, _check_disk_attach, P.DiskAttachParams,

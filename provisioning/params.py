@@ -94,7 +94,11 @@ class CreateParams(serializers.Serializer):
                                                       "the cloud image a new qcow2 overlay is backed by")  # fmt: skip
     disk_pool = serializers.IntegerField(required=False, allow_null=True, default=None,
                                          help_text="id of the pool new disks (and the seed) go to")  # fmt: skip
-    disk_size = SizeField(required=False, default=0, help_text="size of the new disk (iso, none, cloud): 20G; empty: the OS preset's recommendation")
+    disk_size = SizeField(
+        required=False,
+        default=0,
+        help_text="size of the new disk (iso, none, cloud): 20G; empty: the OS preset's recommendation",
+    )
     disk_format = serializers.ChoiceField(choices=["qcow2", "raw"], default="qcow2")
     disk_bus = serializers.ChoiceField(choices=["", *DISK_BUSES], required=False, default="",
                                        help_text="empty: what the OS preset recommends")  # fmt: skip

@@ -158,6 +158,8 @@ def test_the_cloud_init_password_is_kept_only_as_a_hash(host, pool, create):
     stored = str(job.params) + str(list(AuditEvent.objects.values_list("details", flat=True)))
     assert "s3cret-Pass" not in stored
     assert job.params["plan"]["cloud_init"]["password_hash"].startswith("$6$")
+    shown = str(job.shown_params) + str(list(AuditEvent.objects.values_list("details", flat=True)))
+    assert job.params["ci_password_hash"] not in shown and "(hidden)" in shown  # not even the hash is shown
     overlay = job.params["plan"]["volumes"][0]
     assert (overlay["format"], overlay["backing_path"]) == ("qcow2", "/var/lib/images/cloud.qcow2")
 
