@@ -16,7 +16,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-ORDER = ["inventory", "events", "jobs", "migration", "console", "scale", "storage"]
+ORDER = ["inventory", "events", "jobs", "migration", "console", "scale", "storage", "create"]
 
 
 def load(name: str) -> dict | None:
@@ -43,7 +43,7 @@ def le(value, limit) -> bool | None:
 
 
 def report() -> str:
-    inv, ev, jobs, mig, con, sc, st = (load(n) for n in ORDER)
+    inv, ev, jobs, mig, con, sc, st, cr = (load(n) for n in ORDER)
     lines = [
         "# Virtfleet benchmark report",
         "",
@@ -123,6 +123,14 @@ def report() -> str:
                 " MiB/s",
             ),
         ]
+    if cr:
+        lines += [
+            info("create", "imported disk: request → guest booted (Virtfleet, median)", cr["virtfleet_median_s"], " s"),
+            info("create", "virt-install --import --noautoconsole of the same image", cr["virt_install_median_s"], " s"),
+            row("create", "ratio Virtfleet / virt-install", cr["ratio"], "≤ 1.2", cr["ratio"] <= 1.2),
+            info("create", "request → domain running (Virtfleet / virt-install)",
+                 f"{cr['virtfleet_running_median_s']} / {cr['virt_install_running_median_s']}", " s"),
+        ]  # fmt: skip
     if sc:
         scale = f"{sc['hosts']} hosts, {sc['vms']} VMs"
         pages = sc.get("pages", {})

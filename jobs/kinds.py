@@ -129,6 +129,7 @@ class Kind:
     # options kept for the handler but never shown (audit log, job page, API): dotted paths such as
     # "plan.cloud_init.password_hash"
     secret_params: tuple[str, ...] = ()
+    options_template: str = ""  # rows of the job page's table that show its options (else a plain dump)
 
     def shown_params(self, params: dict | None) -> dict:
         """``params`` with the secret ones replaced by "(hidden)", for every place that shows them."""
