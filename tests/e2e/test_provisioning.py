@@ -177,7 +177,7 @@ def test_vms_from_xml_persistent_and_transient(prov):
     assert "t-transient" not in _doms(lab1)  # gone once it stops
 
 
-def test_a_disk_and_a_nic_hot_plugged_into_a_running_guest_are_seen_by_it(prov, lab_state):
+def test_a_disk_and_a_nic_hot_plugged_into_a_running_guest_are_seen_by_it(prov, lab_state, page, stack):
     host, lab1, pool, api = prov
     virsh(lab1, "vol-clone", "--pool", "lab", "lab-disk.qcow2", "t-hot.qcow2")
     job = api.job(api.post("/api/vms/create/", {**BASE, "host": host.pk, "name": "t-hot", "source": "import",
@@ -211,6 +211,12 @@ def test_a_disk_and_a_nic_hot_plugged_into_a_running_guest_are_seen_by_it(prov, 
     vcpus = api.job(api.post(f"/api/vms/{vm.uuid}/hardware/vcpus/", {"vcpus": 2}))
     assert "takes effect at the next boot" in vcpus.message
     assert wait_for(lambda: VM.objects.get(pk=vm.pk).pending, timeout=10) == ["2 vCPUs (runs with 1)"]
+    page.goto(f"{stack.url}/vms/{vm.uuid}/")
+    assert "2 vCPUs (runs with 1)" in page.inner_text("#vm-pending")
+    page.click('[data-nav="hardware"]')
+    page.wait_for_selector("#nic-table")
+    assert mac in page.inner_text("#nic-table") and "vda" in page.inner_text("#disk-table")
+    screenshot(page, "vm-hardware")
 
 
 def test_bad_input_is_refused_or_rolled_back_with_nothing_left(prov, tmp_path):
