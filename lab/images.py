@@ -33,6 +33,7 @@ import shutil
 import stat
 import struct
 import subprocess
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -64,12 +65,55 @@ SOURCE_MODULES = {
     "ahci": ("drivers/ata", ("libahci", "ahci"), ("ahci.h", "libata.h")),
 }
 SOURCE_CFLAGS = "-DCONFIG_SATA_MOBILE_LPM_POLICY=0"
+# In the initramfs, the modules only disks need, unpacked into /lib/modules when first needed.
+DISK_MODULES_ARCHIVE = "disk-modules.tar.gz"
 # Bump when the initramfs recipe below changes, so `prepare` rebuilds it.
-INITRAMFS_RECIPE = 6
+INITRAMFS_RECIPE = 7
 BANNER = "virtfleet lab guest {name} ready"
 BANNER_RE = re.compile(r"virtfleet lab guest (\S+) ready")
 # What the guest prints on its serial console when udhcpc binds a lease (see UDHCPC_SCRIPT).
 ADDRESS_RE = re.compile(r"virtfleet lab guest (\S+): (\S+) has ([0-9.]+)/([0-9]+) from DHCP server")
+# The text/cloud-config parts of a MIME multipart (one level: what Python's email writes, headers
+# folded or not) into dir/NNN (dir/NNN.b64 when base64-encoded), in order.
+MIME_AWK = r"""
+function header_done(   h, t) {
+    h = tolower(hdr)
+    if (match(h, /content-type:[ \t]*[^; \t]+/)) {
+        t = substr(h, RSTART, RLENGTH); sub(/content-type:[ \t]*/, "", t); ctype = t
+    }
+    if (h ~ /content-transfer-encoding:[ \t]*base64/) b64 = 1
+    if (boundary == "" && match(hdr, /[bB][oO][uU][nN][dD][aA][rR][yY]="[^"]*"/)) {
+        boundary = substr(hdr, RSTART + 10, RLENGTH - 11)
+    } else if (boundary == "" && match(hdr, /[bB][oO][uU][nN][dD][aA][rR][yY]=[^; \t]+/)) {
+        boundary = substr(hdr, RSTART + 9, RLENGTH - 9)
+    }
+}
+BEGIN { state = "head"; hdr = ""; n = 0 }
+{ sub(/\r$/, "") }
+state == "head" || state == "parthead" {
+    if ($0 ~ /^[ \t]/ && hdr != "") { hdr = hdr " " $0; next }
+    if ($0 == "") {
+        header_done()
+        if (state == "head") state = "preamble"
+        else {
+            state = "body"; out = ""
+            if (ctype == "text/cloud-config") out = sprintf("%s/%03d%s", dir, ++n, b64 ? ".b64" : "")
+        }
+        hdr = ""
+        next
+    }
+    hdr = hdr "\n" $0
+    next
+}
+boundary != "" && ($0 == "--" boundary || $0 == "--" boundary "--") {
+    if (out != "") close(out)
+    out = ""; ctype = ""; b64 = 0; hdr = ""
+    state = ($0 == "--" boundary "--") ? "end" : "parthead"
+    next
+}
+state == "body" && out != "" { print > out }
+"""
+
 # What vf-disk prints: `disk vdb appeared (64 MiB)`, `disk sr0 appeared (15 MiB, cdrom)`,
 # `disk sr0 appeared (no medium, cdrom)`, `disk vdc appeared (1 MiB, read-only)`, `disk vdb changed
 # (128 MiB)` (resized; a CD-ROM's new medium shows once something opens the drive), `disk vdb removed`.
@@ -408,6 +452,7 @@ acpid=$!
 # Cloud mode: the disk drivers now, then the NoCloud seed names the guest (before the banner).
 read -r cmdline </proc/cmdline
 case " $cmdline " in *" vf.cloud "*)
+    {unpack}
     for m in {blockmods}; do
         [ -d /sys/module/$m ] || insmod /lib/modules/$m.ko
     done
@@ -485,9 +530,7 @@ for f in meta-data user-data vendor-data network-config; do
 done
 umount /mnt/cidata
 echo "$seed $fstype" >/run/vf-cloud/device
-: >>/run/vf-cloud/seed/meta-data
-: >>/run/vf-cloud/seed/user-data
-awk -f /etc/vf-nocloud.awk /run/vf-cloud/seed/meta-data /run/vf-cloud/seed/user-data >/run/vf-cloud/parsed
+vf-nocloud /run/vf-cloud/seed >/run/vf-cloud/parsed
 iid=; lhost=; uhost=; fqdn=; user=; password=; keys=
 while IFS='=' read -r k v; do
     case "$k" in
@@ -505,16 +548,49 @@ network=no
 say "instance-id=${iid:-none} hostname=$h user=${user:-default} password=${password:-no} ssh-keys=${keys:-0} network-config=$network"
 """
 
-# The seed's meta-data and user-data (in that order) to `key=value` lines: instance_id,
-# local_hostname (meta-data), hostname, fqdn, user, password (yes|no), ssh_keys (user-data, when it
-# is #cloud-config). Block-style YAML as cloud-init reads it, within reason: quoted or plain scalars,
-# comments, any indentation (sequences at their key's indentation too), flow lists [a, b] and simple
-# flow mappings {name: x}; a one-line JSON meta-data too. Not a YAML parser: anchors, multi-line
-# keys and the like are not understood.
+# `vf-nocloud DIR`: what the NoCloud seed copied to DIR says, as key=value lines (see NOCLOUD_AWK).
+# A MIME multipart user-data (Virtfleet writes one when the user's own user-data is a script or other
+# non-#cloud-config, with a #cloud-config part beside it) is read as its text/cloud-config parts, in
+# order, base64 ones decoded. $VF_ETC (default /etc) holds the awk programs, $VF_WORK (default a
+# fresh dir under /run/vf-cloud) is scratch space: the host's tests run it with busybox too.
+NOCLOUD_READ = r"""#!/bin/sh
+seed=$1
+etc=${VF_ETC:-/etc}
+work=${VF_WORK:-/run/vf-cloud/work}
+mkdir -p "$work/parts"
+: >>"$seed/meta-data"
+: >>"$seed/user-data"
+userdata=$seed/user-data
+first=; read -r first <"$userdata"
+case "$first" in "#cloud-config"*) ;; *)
+    if grep -qi '^content-type: *multipart/' "$userdata"; then
+        awk -v dir="$work/parts" -f "$etc/vf-mime.awk" "$userdata"
+        echo "#cloud-config" >"$work/cloud-config"
+        for part in "$work"/parts/*; do
+            case "$part" in
+            *.b64) base64 -d "$part" >>"$work/cloud-config" ;;
+            */\*) continue ;;
+            *) cat "$part" >>"$work/cloud-config" ;;
+            esac
+            echo >>"$work/cloud-config"
+        done
+        userdata=$work/cloud-config
+    fi
+    ;;
+esac
+awk -f "$etc/vf-nocloud.awk" "$seed/meta-data" "$userdata"
+"""
+
+# The seed's meta-data and user-data (the two file arguments, in that order) to `key=value` lines:
+# instance_id, local_hostname (meta-data), hostname, fqdn, user, password (yes|no), ssh_keys (from
+# user-data when it is #cloud-config; vf-cloud gives it the cloud-config parts of a MIME multipart,
+# one after the other: a users list is read as the parts' lists appended). Block-style YAML as
+# cloud-init reads it, within reason: quoted or plain scalars, comments, any indentation (sequences at
+# their key's indentation too), flow lists [a, b] and simple flow mappings {name: x}; a one-line JSON
+# meta-data too. Not a YAML parser: anchors, multi-line keys and the like are not understood.
 #   user: the first named entry of users (cloud-init keeps `default` first: a named user after it is
-#   the one given), or `default`; when that is the default user (or there
-#   is no users list), top-level user (a name or a mapping with name) renames it; `none` for an empty
-#   users list. password: yes if that user has passwd / hashed_passwd / plain_text_passwd, or there is
+#   the one given), or `default`; when that is the default user (or there is no users list),
+#   top-level user (a name or a mapping with name) renames it; `none` for an empty users list. password: yes if that user has passwd / hashed_passwd / plain_text_passwd, or there is
 #   a top-level password, or a chpasswd list / users. ssh_keys: that user's ssh_authorized_keys
 #   entries, or (none there) the top-level ones.
 NOCLOUD_AWK = r"""
@@ -597,7 +673,7 @@ function user_entry(s) {
 }
 { sub(/\r$/, "") }
 FNR == 1 {
-    file = FILENAME; sub(/.*\//, "", file)
+    file = (FILENAME == ARGV[1]) ? "meta-data" : "user-data"
     top = ""
     if (file == "user-data") cloud = ($0 ~ /^#cloud-config([ \t]|$)/)
 }
@@ -629,7 +705,7 @@ ind == 0 && !item {
         else if (v != "") uname["U"] = v
         ukey = ""; kind = -1
     } else if (K == "users") {
-        users = 1; nusers = 0; uind = -1
+        users = 1; uind = -1
         if (is_flow(v, "[")) { n = flow(v); for (i = 1; i <= n; i++) g[i] = F[i]; for (i = 1; i <= n; i++) user_entry(g[i]) }
         else if (v != "") { n = split(v, g, ","); for (i = 1; i <= n; i++) user_entry(g[i]) }
     } else if (K == "ssh_authorized_keys") { if (is_flow(v, "[")) topkeys += flow(v); lind = -1 }
@@ -685,6 +761,9 @@ END {
     print "ssh_keys=" (keys + 0)
 }
 """
+
+# Unpacks the disk-only modules (/init in cloud mode, else vf-disk after the banner); the archive goes.
+UNPACK_DISK_MODULES = "[ ! -e {archive} ] || {{ tar -xzf {archive} -C /lib/modules && rm -f {archive}; }}"
 
 # Run (and respawned) by init after the banner: nothing here delays the banner or acpid.
 NET_LOOP = r"""#!/bin/sh
@@ -790,6 +869,7 @@ done
 # does not repeat itself).
 DISK_LOOP = r"""#!/bin/sh
 exec >>/var/log/vf-disk.log 2>&1
+{unpack}
 for m in {blockmods}; do
     [ -d /sys/module/$m ] || insmod /lib/modules/$m.ko
 done
@@ -912,17 +992,30 @@ def _build_initramfs(target: Path, modules_dir: Path) -> None:
         # The kernel opens /dev/console for PID 1 before /init can mount devtmpfs.
         os.mknod(root / "dev" / "console", stat.S_IFCHR | 0o600, os.makedev(5, 1))
         insmods = []
+        # The disk-only modules (~2 MB) travel as one gzip'd tar that vf-disk unpacks after the
+        # banner: the kernel inflates the initramfs before /init runs, and inflating them under TCG
+        # would delay every guest's banner (packed, they are stored, not inflated, by the outer gzip).
+        shared = {*info["boot_modules"], *info["net_modules"]}
+        packed = [m for m in info["block_modules"] if m not in shared]
         for name in info["modules"]:  # already in dependency order
+            if name in packed:
+                continue
             shutil.copyfile(modules_dir / f"{name}.ko", root / "lib" / "modules" / f"{name}.ko")
             if name in info["boot_modules"]:
                 insmods.append(f"insmod /lib/modules/{name}.ko")
+        _pack_modules(root / "lib" / "modules" / DISK_MODULES_ARCHIVE, modules_dir, packed)
         blockmods = " ".join(info["block_modules"])
+        unpack = UNPACK_DISK_MODULES.format(archive=f"/lib/modules/{DISK_MODULES_ARCHIVE}")
         init = INIT.replace("{insmods}", "\n".join(insmods)).replace("{blockmods}", blockmods)
+        init = init.replace("{unpack}", unpack)
         _write(root / "init", init.replace("{banner}", BANNER.format(name="$name")), 0o755)
         _write(root / "bin" / "vf-net", NET_LOOP.replace("{netmods}", " ".join(info["net_modules"])), 0o755)
-        _write(root / "bin" / "vf-disk", DISK_LOOP.replace("{blockmods}", blockmods), 0o755)
+        disk_loop = DISK_LOOP.replace("{blockmods}", blockmods).replace("{unpack}", unpack)
+        _write(root / "bin" / "vf-disk", disk_loop, 0o755)
         _write(root / "bin" / "vf-cloud", CLOUD_INIT, 0o755)
         _write(root / "etc" / "vf-nocloud.awk", NOCLOUD_AWK)
+        _write(root / "etc" / "vf-mime.awk", MIME_AWK)
+        _write(root / "bin" / "vf-nocloud", NOCLOUD_READ, 0o755)
         _write(root / "etc" / "udhcpc.script", UDHCPC_SCRIPT, 0o755)
         _write(root / "bin" / "server-mac", SERVER_MAC, 0o755)
         _write(root / "etc" / "inittab", INITTAB)
@@ -945,6 +1038,20 @@ def _build_initramfs(target: Path, modules_dir: Path) -> None:
         ):
             gz.write(archive.stdout)
         os.replace(tmp_target, target)
+
+
+def _pack_modules(target: Path, modules_dir: Path, names: list[str]) -> None:
+    """`names`.ko as a reproducible .tar.gz (fixed mtimes and owners)."""
+    with (
+        open(target, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+    ):
+        for name in names:
+            info = tar.gettarinfo(str(modules_dir / f"{name}.ko"), arcname=f"{name}.ko")
+            info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = 0, 0, 0, "", "", 0o644
+            with open(modules_dir / f"{name}.ko", "rb") as f:
+                tar.addfile(info, f)
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
