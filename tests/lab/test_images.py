@@ -48,22 +48,37 @@ def test_initramfs_is_small_and_holds_busybox_acpi_and_modules(lab_images: Path)
         "lib/modules/net_failover.ko",
         "bin/vf-net",
         "etc/udhcpc.script",
-        # disks and CD-ROMs (AHCI built from the kernel's source: the cloud kernel lacks it), their
-        # watcher, and cloud mode's NoCloud reader
-        "lib/modules/virtio_blk.ko",
-        "lib/modules/virtio_scsi.ko",
-        "lib/modules/sd_mod.ko",
-        "lib/modules/sr_mod.ko",
-        "lib/modules/ata_piix.ko",
-        "lib/modules/ahci.ko",
-        "lib/modules/libahci.ko",
-        "lib/modules/isofs.ko",
-        "lib/modules/vfat.ko",
+        # disks and CD-ROMs (their modules packed, see below), their watcher, cloud mode's NoCloud reader
+        "lib/modules/disk-modules.tar.gz",
         "bin/vf-disk",
         "bin/vf-cloud",
+        "bin/vf-nocloud",
         "etc/vf-nocloud.awk",
+        "etc/vf-mime.awk",
     ):
         assert path in listing, path
+
+
+def test_disk_modules_are_packed_in_the_initramfs_for_after_the_banner(lab_images: Path) -> None:
+    import io
+    import json
+    import tarfile
+
+    info = json.loads((lab_images / "kernel.json").read_text())
+    archive = subprocess.run(
+        ["cpio", "-i", "--quiet", "--to-stdout", "lib/modules/disk-modules.tar.gz"],
+        input=gzip.decompress((lab_images / "initrd.img").read_bytes()),
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        packed = set(tar.getnames())
+    # only what no NIC needs: virtio's transport stays loose, vf-net loads it too
+    expected = {f"{m}.ko" for m in info["block_modules"] if m not in info["net_modules"]}
+    assert packed == expected
+    assert {"virtio_blk.ko", "virtio_scsi.ko", "sd_mod.ko", "sr_mod.ko", "ata_piix.ko", "isofs.ko", "vfat.ko"} <= packed
+    if "ahci" in info["modules"]:  # AHCI built from the kernel's source: the cloud kernel lacks it
+        assert {"ahci.ko", "libahci.ko"} <= packed
 
 
 def test_kernel_json_records_the_module_set_so_a_new_one_refetches(lab_images: Path) -> None:

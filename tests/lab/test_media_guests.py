@@ -1,6 +1,7 @@
 """Lab guests booted from the lab pool's disk images: they see their disks and CD-ROMs (hot-plugged
-ones too), and lab-cloud.qcow2 reads a cloud-init NoCloud seed on a SATA or IDE CD-ROM or a virtio
-disk. The seed parser (busybox awk, as in the guest) is also checked on this machine, without QEMU."""
+ones too), and lab-cloud.qcow2 reads a cloud-init NoCloud seed on a SATA, IDE or virtio-SCSI CD-ROM
+or a virtio disk. The seed reader (busybox sh + awk, as in the guest) is also checked on this
+machine, without QEMU."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -19,7 +22,7 @@ import pytest
 
 import lab
 from lab.guests import LAB_POOL, serial_log_path
-from lab.images import BUSYBOX, CLOUD_NO_SEED, NOCLOUD_AWK
+from lab.images import BUSYBOX, CLOUD_NO_SEED, MIME_AWK, NOCLOUD_AWK, NOCLOUD_READ
 from lab.media import CLOUD_NAME, QCOW2_NAME
 
 pytestmark = pytest.mark.lab
@@ -46,17 +49,26 @@ users:
 
 
 def _parse(tmp_path: Path, meta_data: str, user_data: str) -> dict[str, str]:
-    if not shutil.which(BUSYBOX) and not Path(BUSYBOX).exists():
+    """What /bin/vf-nocloud (busybox sh + awk, as in the guest) makes of a seed with these files."""
+    if not Path(BUSYBOX).exists():
         pytest.skip(f"{BUSYBOX} (busybox-static) is not installed")
-    (tmp_path / "meta-data").write_text(meta_data)
-    (tmp_path / "user-data").write_text(user_data)
-    (tmp_path / "p.awk").write_text(NOCLOUD_AWK)
+    seed, etc, bin_ = tmp_path / "seed", tmp_path / "etc", tmp_path / "bin"
+    for d in (seed, etc, bin_):
+        d.mkdir()
+    (seed / "meta-data").write_text(meta_data)
+    (seed / "user-data").write_text(user_data)
+    (etc / "vf-nocloud.awk").write_text(NOCLOUD_AWK)
+    (etc / "vf-mime.awk").write_text(MIME_AWK)
+    (bin_ / "vf-nocloud").write_text(NOCLOUD_READ)
+    for applet in ("awk", "grep", "base64", "cat", "mkdir"):  # busybox's, not this machine's
+        (bin_ / applet).symlink_to(BUSYBOX)
     out = subprocess.run(
-        [BUSYBOX, "awk", "-f", str(tmp_path / "p.awk"), str(tmp_path / "meta-data"), str(tmp_path / "user-data")],
+        [BUSYBOX, "sh", str(bin_ / "vf-nocloud"), str(seed)],
         capture_output=True,
         text=True,
         check=True,
         timeout=10,
+        env={"PATH": str(bin_), "VF_ETC": str(etc), "VF_WORK": str(tmp_path / "work")},
     )
     return dict(line.split("=", 1) for line in out.stdout.splitlines())
 
@@ -130,6 +142,23 @@ def test_parser_reads_the_seed_virtfleet_writes(tmp_path: Path) -> None:
 def test_parser_is_tolerant_of_yaml_styles(tmp_path: Path, user_data: str, expected: dict[str, str]) -> None:
     got = _parse(tmp_path, "instance-id: i-1\n", user_data)
     assert {k: got.get(k, "") for k in expected} == expected
+
+
+@pytest.mark.parametrize("charset", ["us-ascii", "utf-8"], ids=["7bit", "base64"])
+def test_parser_reads_the_cloud_config_parts_of_a_mime_multipart(tmp_path: Path, charset: str) -> None:
+    # a script beside a #cloud-config, as Virtfleet writes user-data that is no #cloud-config of its own
+    outer = MIMEMultipart(boundary="==virtfleet-0123456789abcdef==")
+    outer.attach(MIMEText("#!/bin/sh\nhostname: nope\necho hi\n", "x-shellscript", "us-ascii"))
+    gecos = "Zoë" if charset == "utf-8" else "Zoe"
+    cfg = f"#cloud-config\nhostname: mime1\nusers:\n- default\n- name: zoe\n  gecos: {gecos}\n  passwd: x\n"
+    outer.attach(MIMEText(cfg, "cloud-config", charset))
+    got = _parse(tmp_path, "instance-id: i-m\n", outer.as_string())
+    assert {k: got[k] for k in ("hostname", "user", "password", "ssh_keys")} == {
+        "hostname": "mime1",
+        "user": "zoe",
+        "password": "yes",
+        "ssh_keys": "0",
+    }
 
 
 def test_parser_reads_json_meta_data(tmp_path: Path) -> None:
@@ -354,17 +383,19 @@ def test_disk_booted_guest_sees_its_disk_and_hot_plugged_virtio_and_scsi_disks(g
 
 @pytest.mark.parametrize(
     ("machine", "bus", "target"),
-    [("q35", "sata", "sda"), ("pc", "ide", "hdc")],
-    ids=["q35-sata-cdrom", "pc-ide-cdrom"],
+    [("q35", "sata", "sda"), ("pc", "ide", "hdc"), ("q35", "scsi", "sda")],
+    ids=["q35-sata-cdrom", "pc-ide-cdrom", "q35-virtio-scsi-cdrom"],
 )
 def test_cloud_image_reads_a_nocloud_iso_on_a_cdrom(guest_env, lab_images, machine: str, bus: str, target: str) -> None:
     if bus == "sata":
         needs_ahci(lab_images)
     host, conn, pool, names = guest_env
-    name = f"media-cloud-{machine}"
+    name = f"media-cloud-{machine}-{bus}"
     boot = pool.overlay(CLOUD_NAME)
     seed = pool.raw(data=nocloud_iso("instance-id: iid-web1\nlocal-hostname: web1-meta\n", USER_DATA, "version: 2\n"))
     disks = [disk_xml(boot, "vda", "virtio", fmt="qcow2", boot=True), disk_xml(seed, target, bus, cdrom=True)]
+    if bus == "scsi":  # what Virtfleet gives a new VM's seed: a CD-ROM on virtio-scsi
+        disks.append(VIRTIO_SCSI)
     # no SMBIOS name, as in a VM Virtfleet creates: the seed alone names the guest
     _start(conn, names, domain_xml(name, machine, disks, smbios_name=False))
     lab.wait_guest_ready(host, name, timeout=BOOT_TIMEOUT, hostname="web1")
@@ -422,11 +453,24 @@ def test_cloud_image_without_a_seed_says_so_and_keeps_its_name(guest_env, lab_im
 
 
 def test_parser_reads_what_virt_seed_builds(tmp_path: Path) -> None:
-    from virt import seed
+    seed = pytest.importorskip("virt.seed")
 
     ci = seed.CloudInit(hostname="web9", user="alice", password_hash=seed.hash_password("pw"),
                         ssh_keys=("ssh-ed25519 AAAAC3Nza alice@x",), instance_id="iid-9")  # fmt: skip
     got = _parse(tmp_path, seed.meta_data(ci), seed.build_user_data(ci))
     assert {k: got[k] for k in ("instance_id", "hostname", "user", "password", "ssh_keys")} == {
         "instance_id": "iid-9", "hostname": "web9", "user": "alice", "password": "yes", "ssh_keys": "1",
+    }  # fmt: skip
+
+
+def test_parser_reads_what_virt_seed_builds_beside_a_script(tmp_path: Path) -> None:
+    seed = pytest.importorskip("virt.seed")
+
+    ci = seed.CloudInit(hostname="job3.example.com", user="bob", ssh_keys=("k1", "k2"), instance_id="iid-3",
+                        user_data="#!/bin/sh\necho hello\n")  # fmt: skip
+    user_data = seed.build_user_data(ci)
+    assert not user_data.startswith("#cloud-config")  # a MIME multipart
+    got = _parse(tmp_path, seed.meta_data(ci), user_data)
+    assert {k: got[k] for k in ("instance_id", "hostname", "user", "password", "ssh_keys")} == {
+        "instance_id": "iid-3", "hostname": "job3", "user": "bob", "password": "no", "ssh_keys": "2",
     }  # fmt: skip
