@@ -194,9 +194,11 @@ def vm_xml(request, uuid):
                 error = f"The XML is not well-formed: {exc}"
         if not error:
             diff = hw.xml_diff(current, edited)
-            if not diff:
+            if "back" in request.POST:
+                diff = ""  # back to editing what was typed
+            elif not diff:
                 error = "Nothing changed."
-            elif request.POST.get("confirm") == "1":
+            elif request.POST.get("confirm") == "1" and "back" not in request.POST:
                 return run_job_request(request, reverse("vms:detail", args=[vm.uuid]), lambda: services.vm_change_request(
                     vm=vm, change="xml", params={"xml": edited}, user=request.user, ip=client_ip(request)), "Saving the XML")  # fmt: skip
     return render(request, "provisioning/xml.html", {"vm": vm, "xml": edited, "diff": diff, "error": error})
