@@ -282,3 +282,24 @@ def test_the_api_creates_on_the_best_host_and_refuses_bad_input(host, pool, admi
     assert any(p["short_id"] == "debian11" and p["disk_bus"] == "virtio" for p in presets)
     caps = admin_client.get(f"/api/hosts/{host.pk}/capabilities/").json()
     assert caps["reported"] is False and caps["capabilities"]["guests"]
+
+
+def test_a_creation_whose_worker_died_is_undone_by_what_it_noted(host, pool, create, raw_libvirt):
+    """The worker died after it made the disk and defined the domain, before it started it: the
+    reaper finds the VM not running as asked, and removes the domain and the volume it had noted."""
+    from jobs import engine
+
+    job, _ = create(host, name="halfway", source="none", disk_pool=pool.pk, disk_size="1G", start=False)
+    assert job.status == "succeeded", job.error
+    plan = job.params["plan"]
+    plan["start"] = True  # as if it still had to start it
+    Job.objects.filter(pk=job.pk).update(status="running", worker="celery@gone", finished_at=None, params=job.params,
+                                         result={"volumes": [{"pool": "images", "name": "halfway.qcow2"}],
+                                                 "defined": True})  # fmt: skip
+    raw_libvirt(host).lookupByName("halfway")  # there, as the dead worker left it
+    ended = engine.jobs_reap(worker_alive=lambda name: False)
+    job.refresh_from_db()
+    assert [j.pk for j in ended] == [job.pk] and job.status == "failed"
+    assert "interrupted" in job.error and "the VM exists but is shutoff" in job.error
+    assert "undone: undefined it; deleted the volume(s) it had made: halfway.qcow2" in job.error
+    assert "halfway" not in libvirt_names(raw_libvirt, host) and "halfway.qcow2" not in pool_names(raw_libvirt, host)
