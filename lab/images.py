@@ -863,7 +863,8 @@ done
 
 # Run (and respawned) by init after the banner, beside vf-net: the disk drivers, then every 3 s (1 s
 # for the first 10 s: controllers probe in the background) a look at /sys/block with shell builtins
-# only (no fork per tick: under TCG forks are what an idle guest's CPU goes to). A disk seen for the
+# only (no fork per tick: under TCG forks are what an idle guest's CPU goes to), and only when the
+# kernel sent a uevent since the last look. A disk seen for the
 # first time (at boot or hot-plugged) is announced once, so is a new size (resized, a CD-ROM's new
 # medium) and a disk that went away; what was announced is kept in /run/vf-disk (a respawned loop
 # does not repeat itself).
@@ -892,24 +893,30 @@ describe() {
     *) ro=0; read -r ro <"/sys/block/$1/ro"; [ "$ro" = 1 ] && what="$what, read-only" ;;
     esac
 }
-n=0
+n=0; last=
 while :; do
-    for dir in /sys/block/*; do
-        d=${dir##*/}
-        case "$d" in vd*|sd*|sr*|hd*|xvd*|nvme*) ;; *) continue ;; esac
-        size=0; read -r size <"$dir/size"
-        old=; read -r old 2>/dev/null </run/vf-disk/$d
-        [ "$size" = "$old" ] && continue
-        describe "$d" "$size"
-        if [ -z "$old" ]; then say "$d appeared ($what)"; else say "$d changed ($what)"; fi
-        echo "$size" >/run/vf-disk/$d
-    done
-    for f in /run/vf-disk/*; do
-        d=${f##*/}
-        [ "$d" != tick ] && [ -f "$f" ] && [ ! -e /sys/block/$d ] || continue
-        say "$d removed"
-        rm -f "$f"
-    done
+    # A disk coming, going or resized is a uevent: while the kernel's uevent counter stands still,
+    # a tick costs one read (scanning every disk each time was ~0.4 % of a core under TCG).
+    seq=; read -r seq </sys/kernel/uevent_seqnum
+    if [ "$seq" != "$last" ]; then
+        last=$seq
+        for dir in /sys/block/*; do
+            d=${dir##*/}
+            case "$d" in vd*|sd*|sr*|hd*|xvd*|nvme*) ;; *) continue ;; esac
+            size=0; read -r size <"$dir/size"
+            old=; read -r old 2>/dev/null </run/vf-disk/$d
+            [ "$size" = "$old" ] && continue
+            describe "$d" "$size"
+            if [ -z "$old" ]; then say "$d appeared ($what)"; else say "$d changed ($what)"; fi
+            echo "$size" >/run/vf-disk/$d
+        done
+        for f in /run/vf-disk/*; do
+            d=${f##*/}
+            [ "$d" != tick ] && [ -f "$f" ] && [ ! -e /sys/block/$d ] || continue
+            say "$d removed"
+            rm -f "$f"
+        done
+    fi
     if [ $n -lt 10 ]; then n=$((n + 1)); read -r -t 1 _ <&3; else read -r -t 3 _ <&3; fi
 done
 """
