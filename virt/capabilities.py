@@ -103,6 +103,9 @@ class HostCapabilities:
     domains: tuple[DomainCapabilities, ...]  # empty when the driver has no domain capabilities
     reported: bool  # domain capabilities were read
     host_arch: str = ""  # the host's own CPU architecture
+    # x86: the host CPU has vmx or svm (None: not x86, or not known). libvirt offers kvm wherever
+    # /dev/kvm opens — also on a CPU without them (an emulated /dev/kvm), where KVM guests hang.
+    hardware_virt: bool | None = None
 
     def to_dict(self) -> dict:
         """A JSON-safe dict (lists, strings, numbers, booleans) for storing in the database."""
@@ -111,6 +114,7 @@ class HostCapabilities:
             "domains": [d.to_dict() for d in self.domains],
             "reported": self.reported,
             "host_arch": self.host_arch,
+            "hardware_virt": self.hardware_virt,
         }
 
     @classmethod
@@ -126,6 +130,7 @@ class HostCapabilities:
             domains=tuple(DomainCapabilities.from_dict(x) for x in d.get("domains", ())),
             reported=bool(d.get("reported", False)),
             host_arch=str(d.get("host_arch", "")),
+            hardware_virt=d.get("hardware_virt"),
         )
 
     def canonical_machine(self, arch: str, machine: str) -> str:
@@ -159,13 +164,17 @@ class HostCapabilities:
         return sorted(unique, key=lambda a: a != self.host_arch)
 
     def virttypes(self, arch: str) -> list[str]:
-        """The hypervisor types for ``arch``, kvm first when present; when domain capabilities were
-        read, only those they were read for (a host listing kvm without /dev/kvm has none for it)."""
+        """The hypervisor types for ``arch``, kvm first when present (last when the x86 host's CPU
+        has no vmx/svm: such a kvm is no real one); when domain capabilities were read, only those
+        they were read for (a host listing kvm without /dev/kvm has none for it)."""
         if self.reported:
             found = [d.virttype for d in self.domains if d.arch == arch]
         else:
             found = [t for g in self.guests if g.arch == arch for t in g.domain_types]
-        return sorted(dict.fromkeys(found), key=_virttype_rank)
+        ranked = sorted(dict.fromkeys(found), key=_virttype_rank)
+        if self.hardware_virt is False and "kvm" in ranked:
+            ranked = [t for t in ranked if t != "kvm"] + ["kvm"]
+        return ranked
 
     def machines(self, arch: str, virttype: str = "") -> list[str]:
         """The machines to offer for ``arch``: with domain capabilities, their machines by alias where
@@ -299,8 +308,16 @@ def capabilities_from_xml(caps_xml: str, domcaps_xmls: list[str]) -> HostCapabil
         guests=tuple(_guest(g) for g in root.findall("guest")),
         domains=domains,
         reported=bool(domains),
-        host_arch=_text(root, "host/cpu/arch"),
+        host_arch=(arch := _text(root, "host/cpu/arch")),
+        hardware_virt=_hardware_virt(root, arch),
     )
+
+
+def _hardware_virt(root: ET.Element, arch: str) -> bool | None:
+    """On x86: whether the host CPU libvirt describes has vmx (Intel VT-x) or svm (AMD-V)."""
+    if arch not in ("x86_64", "i686") or root.find("host/cpu/model") is None:
+        return None
+    return bool({"vmx", "svm"} & {f.get("name", "") for f in root.findall("host/cpu/feature")})
 
 
 def domain_capability_queries(caps_xml: str) -> list[tuple[str, str, str, str]]:

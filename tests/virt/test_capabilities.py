@@ -16,6 +16,8 @@ from virt.capabilities import (
 )
 
 CAPS = (DATA / "caps-lab.xml").read_text()
+# the same host with AMD-V, as a real KVM host has (the lab's CPU has neither vmx nor svm)
+CAPS_VT = CAPS.replace("<feature name='vme'/>", "<feature name='vme'/><feature name='svm'/>", 1)
 Q35 = (DATA / "domcaps-q35.xml").read_text()
 PC = (DATA / "domcaps-pc.xml").read_text()
 
@@ -159,7 +161,7 @@ def test_what_the_form_may_offer():
 
 
 def test_kvm_comes_first():
-    caps = capabilities_from_xml(CAPS, [PC, Q35, as_kvm(Q35), as_kvm(PC)])
+    caps = capabilities_from_xml(CAPS_VT, [PC, Q35, as_kvm(Q35), as_kvm(PC)])
     assert caps.virttypes("x86_64") == ["kvm", "qemu"]
     assert caps.domain(arch="x86_64", machine="q35").virttype == "kvm"
     assert caps.domain(arch="x86_64").virttype == "kvm"
@@ -168,7 +170,7 @@ def test_kvm_comes_first():
 
 
 def test_without_domain_capabilities_the_guests_decide():
-    caps = capabilities_from_xml(CAPS, [])
+    caps = capabilities_from_xml(CAPS_VT, [])
     assert not caps.reported and caps.domains == ()
     assert caps.arches() == ["x86_64", "i686"]  # the host's own first
     assert caps.virttypes("x86_64") == ["kvm", "qemu"]
@@ -292,3 +294,12 @@ def test_unreadable_capabilities_are_raised():
 
     with pytest.raises(HostUnreachable, match="read the host's capabilities"):
         host_capabilities(FakeConn(Down()))
+
+
+def test_kvm_comes_last_on_an_x86_host_whose_cpu_has_no_vmx_or_svm():
+    # The lab's host: libvirt offers kvm because /dev/kvm opens, but the CPU has no VT-x/AMD-V.
+    caps = capabilities_from_xml((DATA / "caps-lab.xml").read_text(), [])
+    assert caps.hardware_virt is False
+    assert caps.virttypes("x86_64") == ["qemu", "kvm"]
+    assert capabilities_from_xml(CAPS_VT, []).virttypes("x86_64") == ["kvm", "qemu"]
+    assert HostCapabilities.from_dict(caps.to_dict()) == caps
