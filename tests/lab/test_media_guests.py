@@ -21,6 +21,7 @@ import libvirt
 import pytest
 
 import lab
+from lab.core import LAB_POOL_PATH
 from lab.guests import LAB_POOL, serial_log_path
 from lab.images import BUSYBOX, CLOUD_NO_SEED, MIME_AWK, NOCLOUD_AWK, NOCLOUD_READ
 from lab.media import CLOUD_NAME, QCOW2_NAME
@@ -341,6 +342,21 @@ def _start(conn: libvirt.virConnect, names: list[str], xml: str) -> libvirt.virD
     names.append(dom.name())
     dom.create()
     return dom
+
+
+def test_the_lab_pool_holds_the_boot_iso_the_disk_and_the_cloud_image(media_lab: lab.LabHost, lab_images) -> None:
+    conn = libvirt.open(media_lab.uri)
+    try:
+        pool = conn.storagePoolLookupByName(LAB_POOL)
+        pool.refresh(0)
+        assert {"lab-boot.iso", QCOW2_NAME, CLOUD_NAME} <= set(pool.listVolumes())
+        vol = pool.storageVolLookupByName(CLOUD_NAME)
+        assert vol.path() == f"{LAB_POOL_PATH}/{CLOUD_NAME}"  # the same path on every lab host
+        assert "<format type='qcow2'/>" in vol.XMLDesc(0)
+    finally:
+        conn.close()
+    copy = Path(media_lab.dir) / "lib" / "images" / CLOUD_NAME
+    assert copy.read_bytes() == (lab_images / CLOUD_NAME).read_bytes()
 
 
 @pytest.mark.parametrize("machine", ["pc", "q35"])
