@@ -28,8 +28,11 @@ def capabilities_sync(host: Host, conn: HostConnection) -> Counts:
     data = caps.to_dict()
     known = HostCapabilities.objects.filter(host=host).first()
     if known is None:
-        HostCapabilities.objects.create(host=host, data=data, reported=caps.reported)
-        return Counts(created=1, objects=1)
+        # get_or_create: two syncs of a new host (the listener's and a resync) may race to make it
+        known, created = HostCapabilities.objects.get_or_create(host=host, defaults={"data": data,
+                                                                                     "reported": caps.reported})  # fmt: skip
+        if created:
+            return Counts(created=1, objects=1)
     if known.data != data or known.reported != caps.reported:
         HostCapabilities.objects.filter(pk=known.pk).update(data=data, reported=caps.reported, read_at=timezone.now())
         return Counts(updated=1, objects=1)
