@@ -20,8 +20,9 @@ from core.errors import ServiceError
 from hosts.connections import host_connection
 from jobs import kinds
 from jobs.kinds import JobContext, JobFailed, Kind, Outcome, Subject, Verdict
+from networks.models import Network
 from storage.inventory import pool_reread
-from storage.models import Volume
+from storage.models import StoragePool, Volume
 from storage.params import human
 from storage.selectors import vms_using
 from virt import DomainNotFound, NotFound, OperationUnsupported, VirtError
@@ -410,8 +411,6 @@ def _check_disk_attach(vm: VM, params: dict, **_) -> str:
         if users and params["device"] == "disk":
             return f"{volume.name} is the disk of {', '.join(users[:5])}; two VMs on one disk corrupt it"
     else:
-        from storage.models import StoragePool
-
         pool = StoragePool.objects.filter(pk=params["pool"], host_id=vm.host_id).first()
         if pool is None or not pool.is_active:
             return "choose a running pool of the VM's host"
@@ -428,8 +427,6 @@ def _disk_attach_facts(vm: VM, params: dict) -> dict:
         assert volume is not None
         return {"pool_name": volume.pool.name, "volume_name": volume.name,
                 "format": volume.format if volume.format in ("qcow2", "raw") else "raw", "new": False}  # fmt: skip
-    from storage.models import StoragePool
-
     pool = StoragePool.objects.get(pk=params["pool"])
     taken = {v.name for v in Volume.objects.filter(pool=pool)}
     base = f"{vm.name}-disk"
@@ -520,8 +517,6 @@ def _check_nic_attach(vm: VM, params: dict, **_) -> str:
     if why:
         return why
     if params["network"]:
-        from networks.models import Network
-
         network = Network.objects.filter(host_id=vm.host_id, name=params["network"]).first()
         if network is None:
             return f"{vm.host.name} has no network named {params['network']}"

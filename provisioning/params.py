@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from jobs.params import Flag, WholeNumber
 from networks.params import check_mac
-from storage.params import SizeField, human
+from storage.params import SizeField
 from virt import seed as vseed
 from virt.builder import DISK_PREFIX, NIC_MODELS
 
@@ -315,6 +315,3 @@ class DescribeParams(serializers.Serializer):
         if "\n" in value:
             raise serializers.ValidationError("A title is one line.")
         return value
-
-
-__all__ = ["human"]

@@ -161,7 +161,8 @@ def _volume(host: Host, pk: int | None, field_name: str) -> Volume:
     return volume
 
 
-def _is_iso(volume: Volume) -> bool:
+def is_iso(volume: Volume) -> bool:
+    """An ISO image by libvirt's format or, where the pool does not tell, its name."""
     return volume.format in ISO_FORMATS or volume.name.lower().endswith(".iso")
 
 
@@ -197,11 +198,11 @@ def _nics(host: Host, wanted: list[dict] | None, model: str) -> list[dict]:
 def _vnc_listen(host: Host) -> str:
     """Loopback where the console proxy reaches it anyway (local, ssh tunnel, a host on this machine);
     otherwise all addresses, behind the generated password."""
-    from virt.uri import parse_uri
+    from virt.uri import InvalidURI, parse_uri
 
     try:
         uri = parse_uri(host.uri)
-    except Exception:
+    except InvalidURI:
         return "127.0.0.1"
     address = (uri.host or "").lower()
     if not uri.is_remote or uri.is_ssh or address in ("localhost", "::1", "[::1]") or address.startswith("127."):
@@ -219,14 +220,14 @@ def _source_disks(host: Host, p: dict, plan: Plan, cd_bus: str) -> int:
     """The ISO (CD-ROM, booted first) or the imported disk; the boot order left for a new disk."""
     if p["source"] == "iso":
         iso = _volume(host, p["iso_volume"], "iso_volume")
-        if not _is_iso(iso):
+        if not is_iso(iso):
             raise Refusal(f"{iso.name} is not an ISO image (its format is {iso.format or 'unknown'})", "iso_volume")
         plan.disks.append({"device": "cdrom", "bus": cd_bus, "pool": iso.pool.name, "volume": iso.name,
                            "format": "raw", "readonly": True, "boot_order": 1})  # fmt: skip
         return 2
     if p["source"] == "import":
         image = _volume(host, p["image_volume"], "image_volume")
-        if _is_iso(image):
+        if is_iso(image):
             raise Refusal(f"{image.name} is an ISO image, not a disk image; install from it instead", "image_volume")
         users = [vm.name for vm in vms_using(volume=image)]
         if users:
@@ -255,7 +256,7 @@ def _disks(host: Host, name: str, p: dict, plan: Plan, preset: osinfo.OsPreset) 
         vol = PlannedVolume(pool=pool.name, name=_free_name(pool, f"{name}.{fmt}", taken), capacity=size, format=fmt)
         if source == "cloud":
             image = _volume(host, p["image_volume"], "image_volume")
-            if _is_iso(image):
+            if is_iso(image):
                 raise Refusal(f"{image.name} is an ISO image, not a cloud disk image", "image_volume")
             if size < image.capacity:
                 raise Refusal(f"the disk must be at least the cloud image's {human(image.capacity)}", "disk_size")

@@ -14,7 +14,7 @@ from virt import osinfo
 from vms.models import VM
 
 from .models import HostCapabilities, SSHKey
-from .planner import ISO_FORMATS
+from .planner import is_iso
 
 
 @dataclass
@@ -36,10 +36,6 @@ class CreateOptions:
     generic: osinfo.OsPreset | None = None
     keys: list[SSHKey] = field(default_factory=list)
     osinfo_error: str = ""
-
-
-def _is_iso(v: Volume) -> bool:
-    return v.format in ISO_FORMATS or v.name.lower().endswith(".iso")
 
 
 def create_options(*, host: Host | None, hosts: list[Host], user=None) -> CreateOptions:
@@ -72,11 +68,11 @@ def create_options(*, host: Host | None, hosts: list[Host], user=None) -> Create
     opts.pools = list(StoragePool.objects.filter(host=host, state="active").order_by("name"))
     volumes = list(Volume.objects.filter(pool__host=host, pool__state="active").select_related("pool")
                    .order_by("pool__name", "name"))  # fmt: skip
-    used = {(d.get("pool"), d.get("volume")) for vm in VM.objects.present().filter(host=host).only("disks")
-            for d in vm.disks or ()} | {d.get("path") for vm in VM.objects.present().filter(host=host).only("disks")
-                                        for d in vm.disks or () if d.get("device") == "disk"}  # fmt: skip
-    opts.isos = [v for v in volumes if _is_iso(v)]
-    opts.images = [v for v in volumes if not _is_iso(v) and (v.pool.name, v.name) not in used and v.path not in used]
+    disks = [d for vm in VM.objects.present().filter(host=host).only("disks") for d in vm.disks or ()
+             if d.get("device") == "disk"]  # fmt: skip
+    in_use = {(d.get("pool"), d.get("volume")) for d in disks if d.get("volume")} | {d.get("path") for d in disks}
+    opts.isos = [v for v in volumes if is_iso(v)]
+    opts.images = [v for v in volumes if not is_iso(v) and (v.pool.name, v.name) not in in_use and v.path not in in_use]
     opts.networks = list(Network.objects.filter(host=host).order_by("-active", "name"))
     return opts
 

@@ -16,7 +16,7 @@ from core.errors import Forbidden, ServiceError
 from core.net import client_ip
 from core.shortcuts import get_or_404, job_requested, run_job_request
 from hosts.models import Host
-from hosts.selectors import host_get
+from networks.models import Network
 from storage.models import Volume
 from virt import VirtError
 from virt import hardware as hw
@@ -25,6 +25,7 @@ from vms.selectors import vm_get
 from . import params as P
 from . import services
 from .models import SSHKey
+from .planner import is_iso
 from .selectors import create_options
 
 FORM_FIELDS = [
@@ -220,9 +221,7 @@ def vm_hardware(request, uuid):
     pools = list(vm.host.pools.filter(state="active").order_by("name"))
     volumes = list(Volume.objects.filter(pool__host_id=vm.host_id, pool__state="active").select_related("pool")
                    .order_by("pool__name", "name"))  # fmt: skip
-    isos = [v for v in volumes if v.format == "iso" or v.name.lower().endswith(".iso")]
-    from networks.models import Network
-
+    isos = [v for v in volumes if is_iso(v)]
     boot = hw.boot_order(vm.xml) if vm.xml else []
     devices = [d["target"] for d in vm.disks or ()] + [n["mac"] for n in vm.interfaces or ()]
     return render(request, "provisioning/hardware.html", {
@@ -298,6 +297,3 @@ def ssh_keys(request):
             return redirect("provisioning:ssh-keys")
     return render(request, "provisioning/ssh_keys.html", {"keys": SSHKey.objects.filter(user=request.user),
                                                           "error": error, "v": request.POST})  # fmt: skip
-
-
-__all__ = ["host_get"]

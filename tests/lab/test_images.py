@@ -105,7 +105,10 @@ def test_the_ahci_driver_the_cloud_kernel_lacks_is_built_for_it(lab_images: Path
 
     info = json.loads((lab_images / "kernel.json").read_text())
     if "ahci" not in info["modules"]:
-        pytest.skip("the lab kernel was prepared without make/gcc-12: no AHCI driver (SATA) in its guests")
+        pytest.fail(
+            "the lab kernel was prepared without its AHCI driver (SATA): ./virtfleet setup installs make, "
+            "gcc-12, libelf1 and xz-utils to build it; see `python -m lab prepare --force`"
+        )
     assert info["built_from_source"] == ["ahci", "libahci"]
     order = info["block_modules"]
     assert order.index("libata") < order.index("libahci") < order.index("ahci")

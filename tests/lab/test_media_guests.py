@@ -52,7 +52,7 @@ users:
 def _parse(tmp_path: Path, meta_data: str, user_data: str) -> dict[str, str]:
     """What /bin/vf-nocloud (busybox sh + awk, as in the guest) makes of a seed with these files."""
     if not Path(BUSYBOX).exists():
-        pytest.skip(f"{BUSYBOX} (busybox-static) is not installed")
+        pytest.fail(f"{BUSYBOX} (busybox-static) is not installed: ./virtfleet setup installs it")
     seed, etc, bin_ = tmp_path / "seed", tmp_path / "etc", tmp_path / "bin"
     for d in (seed, etc, bin_):
         d.mkdir()
@@ -192,7 +192,7 @@ def nocloud_vfat(tmp_path: Path, meta_data: str, user_data: str) -> bytes:
     """The other NoCloud seed format: a vfat file system labelled CIDATA (upper case, as mkfs makes it)."""
     for prog in ("mkfs.vfat", "mcopy"):
         if shutil.which(prog) is None:
-            pytest.skip(f"{prog} (dosfstools / mtools) is not installed")
+            pytest.fail(f"{prog} (dosfstools / mtools) is not installed: ./virtfleet setup installs it")
     img = tmp_path / "seed.vfat"
     subprocess.run(["mkfs.vfat", "-C", "-n", "CIDATA", str(img), "1024"], check=True, capture_output=True)
     for name, text in (("meta-data", meta_data), ("user-data", user_data)):
@@ -334,7 +334,10 @@ def guest_env(media_lab: lab.LabHost) -> Iterator[tuple[lab.LabHost, libvirt.vir
 def needs_ahci(lab_images: Path) -> None:
     """Skip unless the lab kernel has its (source-built) AHCI driver: q35's SATA disks and CD-ROMs."""
     if "ahci" not in json.loads((lab_images / "kernel.json").read_text())["modules"]:
-        pytest.skip("the lab kernel was prepared without make/gcc-12: no AHCI driver, SATA is not seen")
+        pytest.fail(
+            "the lab kernel was prepared without its AHCI driver (SATA is not seen): ./virtfleet setup "
+            "installs make, gcc-12, libelf1 and xz-utils to build it; see `python -m lab prepare --force`"
+        )
 
 
 def _start(conn: libvirt.virConnect, names: list[str], xml: str) -> libvirt.virDomain:
@@ -469,7 +472,7 @@ def test_cloud_image_without_a_seed_says_so_and_keeps_its_name(guest_env, lab_im
 
 
 def test_parser_reads_what_virt_seed_builds(tmp_path: Path) -> None:
-    seed = pytest.importorskip("virt.seed")
+    from virt import seed
 
     ci = seed.CloudInit(hostname="web9", user="alice", password_hash=seed.hash_password("pw"),
                         ssh_keys=("ssh-ed25519 AAAAC3Nza alice@x",), instance_id="iid-9")  # fmt: skip
@@ -480,7 +483,7 @@ def test_parser_reads_what_virt_seed_builds(tmp_path: Path) -> None:
 
 
 def test_parser_reads_what_virt_seed_builds_beside_a_script(tmp_path: Path) -> None:
-    seed = pytest.importorskip("virt.seed")
+    from virt import seed
 
     ci = seed.CloudInit(hostname="job3.example.com", user="bob", ssh_keys=("k1", "k2"), instance_id="iid-3",
                         user_data="#!/bin/sh\necho hello\n")  # fmt: skip
