@@ -23,9 +23,12 @@ from lab.guests import (
     guest_disk_events,
     guest_leases,
     guest_reported_addresses,
+    guest_read_marker,
+    guest_run,
     guest_serial_text,
     wait_guest_lease,
     wait_guest_ready,
+    guest_write_marker,
     wait_guest_serial,
 )
 from lab.images import Images, prepare
@@ -56,6 +59,8 @@ __all__ = [
     "guest_leases",
     "guest_mac",
     "guest_reported_addresses",
+    "guest_read_marker",
+    "guest_run",
     "guest_serial_text",
     "kill_libvirtd",
     "leftovers",
@@ -68,5 +73,6 @@ __all__ = [
     "up",
     "wait_guest_lease",
     "wait_guest_ready",
+    "guest_write_marker",
     "wait_guest_serial",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -314,3 +315,61 @@ def guest_cloud_init(host: LabHost, guest: str) -> dict[str, str] | None:
     if m.group("none"):
         return {}
     return {k: v for k, v in m.groupdict().items() if k != "none"}
+
+
+def guest_run(host: LabHost, guest: str, command: str, timeout: float = 30.0) -> tuple[int, str]:
+    """Type `command` on `guest`'s serial shell (libvirt's console stream, taking it over from any
+    other client) and wait for it to end; returns (exit status, output). The output is read from the
+    serial log, between two markers only this call prints. The guest must be ready (its banner
+    printed): what is typed while it boots is lost."""
+    token = uuid.uuid4().hex[:10]
+    start = len(guest_serial_text(host, guest))
+    conn = libvirt.open(host.unix_uri)
+    try:
+        stream = conn.newStream(0)
+        conn.lookupByName(guest).openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        try:
+            # the shell echoes the line: the markers are told apart from their echo by what follows them
+            stream.send(f"echo vf-run-{token}; {command}; echo vf-done-{token} $?\n".encode())
+            pattern = re.compile(rf"vf-run-{token}\r?\n(?P<out>.*?)vf-done-{token} (?P<rc>\d+)", re.S)
+            m = wait_guest_serial(host, guest, pattern, timeout, start=start)
+        finally:
+            try:
+                stream.abort()
+            except libvirt.libvirtError:
+                pass
+    finally:
+        conn.close()
+    return int(m.group("rc")), m.group("out").replace("\r\n", "\n")
+
+
+def guest_write_marker(host: LabHost, guest: str, text: str, device: str = "vda", timeout: float = 30.0) -> None:
+    """Write `text` to /marker on the FAT file system of the guest's disk `device` (the lab's boot
+    disks have one) and flush it, from inside the guest; wait for the guest to announce the disk first."""
+    _wait_block_device(host, guest, device, timeout)
+    rc, out = guest_run(host, guest, f"mkdir -p /mnt && mount /dev/{device} /mnt && echo {shlex.quote(text)} >/mnt/marker"
+                                     " && sync && umount /mnt", timeout)  # fmt: skip
+    if rc:
+        raise LabError(f"{guest} on {host.name} could not write its marker on {device}: {out.strip()}")
+
+
+def guest_read_marker(host: LabHost, guest: str, device: str = "vda", timeout: float = 30.0) -> str | None:
+    """The marker guest_write_marker left on `device`, read from inside the guest (None: there is none)."""
+    _wait_block_device(host, guest, device, timeout)
+    rc, out = guest_run(host, guest, f"mkdir -p /mnt && mount -r /dev/{device} /mnt && cat /mnt/marker; s=$?; umount /mnt;"
+                                     " [ $s = 0 ]", timeout)  # fmt: skip
+    if rc:
+        return None
+    # what the guest's own loops and the kernel print meanwhile is not the file's
+    noise = re.compile(r"^(virtfleet lab |\[\s*\d+\.\d+\] )")
+    return "\n".join(line for line in out.split("\n") if line and not noise.match(line))
+
+
+def _wait_block_device(host: LabHost, guest: str, device: str, timeout: float) -> None:
+    """Until the guest has /dev/<device> (its disk drivers load after the banner; asked from inside
+    the guest, since its serial log starts again when QEMU does, e.g. after a snapshot revert)."""
+    deadline = time.monotonic() + timeout
+    while guest_run(host, guest, f"[ -b /dev/{device} ]", timeout)[0]:
+        if time.monotonic() >= deadline:
+            raise LabError(f"{guest} on {host.name} has no disk {device} after {timeout:.0f}s")
+        time.sleep(0.5)
