@@ -15,11 +15,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from .builder import new_mac, new_vnc_password
-from .domains import DiskInfo, domain_disks, parse_xml
+from .domains import TEMPLATE_NS, DiskInfo, domain_disks, parse_xml
 from .errors import OperationInvalid
 
-# Virtfleet's own metadata element (a VM marked as a template): never carried over to a clone
-TEMPLATE_NS = "https://virtfleet.dev/xmlns/template/1"
 SERIAL_LOG_DIR = "/var/log/libvirt/qemu"
 
 

@@ -115,6 +115,11 @@ class GraphicsInfo:
     has_password: bool = False
 
 
+# Virtfleet's metadata element that marks a domain as a template (kept in libvirt, so it survives
+# Virtfleet's database and is seen by every Virtfleet that manages the host)
+TEMPLATE_NS = "https://virtfleet.dev/xmlns/template/1"
+
+
 @dataclass(frozen=True)
 class DomainInfo:
     """A domain as read from libvirt in one go."""
@@ -137,6 +142,7 @@ class DomainInfo:
     os_type: str = ""
     disks: tuple[DiskInfo, ...] = ()
     interfaces: tuple[InterfaceInfo, ...] = ()
+    template: bool = False  # marked as a Virtfleet template (domain metadata): it does not start
     xml: str = field(default="", repr=False)
 
     @property
@@ -258,6 +264,7 @@ def domain_info_from_xml(
         os_type=(os_type.text or "") if os_type is not None else "",
         disks=tuple(_disks(root)),
         interfaces=tuple(_interfaces(root)),
+        template=root.find(f"./metadata/{{{TEMPLATE_NS}}}template") is not None,
         xml=xml,
     )
 

@@ -115,6 +115,8 @@ def refusal(vm: VM, kind: str, *, params: dict | None = None) -> str:
     host = vm.host
     if host.state != "connected":
         return f"its host {host.name} is {host.get_state_display().lower()}"
+    if action.starts_vm and vm.template:
+        return "it is a template: templates never start; create a VM from it, or make it a regular VM again"
     if action.starts_vm and host.in_maintenance:
         return f"its host {host.name} is in maintenance; migrate the VM or take the host out of maintenance"
     if action.needs_persistent and not vm.persistent:

@@ -37,7 +37,7 @@ SYNCED_FIELDS = [
     "name", "state", "state_reason", "libvirt_state", "libvirt_reason", "vcpus", "max_vcpus",
     "memory_kib", "max_memory_kib", "persistent", "autostart", "managed_save", "arch",
     "graphics_type", "graphics_listen", "graphics_port", "graphics_socket", "graphics_password", "xml", "disks",
-    "interfaces",
+    "interfaces", "template",
 ]  # fmt: skip
 WRITE_FIELDS = [*SYNCED_FIELDS, "pending", "host", "also_on", "gone_at", "last_seen", "state_changed", "version", "observed_at"]
 
@@ -68,6 +68,7 @@ def fields_from_info(info: DomainInfo) -> dict:
         "xml": info.xml,
         "disks": [asdict(disk) for disk in info.disks],
         "interfaces": [asdict(nic) for nic in info.interfaces],
+        "template": info.template,
     }
 
 

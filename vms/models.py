@@ -63,6 +63,9 @@ class VM(models.Model):
     # What its definition changes at the next boot, in words ("4 vCPUs (runs with 2)"): set when a
     # hardware change could not apply live, cleared when the VM stops.
     pending = models.JSONField(default=list, blank=True)
+    # marked as a template (in the domain's metadata, so libvirt keeps it): never started, shown apart,
+    # the source of new VMs
+    template = models.BooleanField(default=False, db_index=True)
 
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)

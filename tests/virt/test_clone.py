@@ -99,3 +99,12 @@ def test_builder_xml_clones_and_libvirt_defines_both():
 def test_auto_clone_names():
     assert clone_name("web", set()) == "web-clone"
     assert clone_name("web", {"web-clone", "web-clone1"}) == "web-clone2"
+
+
+def test_the_template_mark_is_read_from_metadata():
+    from virt.domains import domain_info_from_xml
+
+    marked = domain_info_from_xml(SOURCE, state=5, reason=0, persistent=True, autostart=False, managed_save=False)
+    assert marked.template
+    clone = clone_xml(SOURCE, name="c", uuid=NEW, disks={"vda": NewSource("/a"), "vdb": NewSource("/b")})
+    assert not domain_info_from_xml(clone, state=5, reason=0, persistent=True, autostart=False, managed_save=False).template
