@@ -107,4 +107,6 @@ def test_the_template_mark_is_read_from_metadata():
     marked = domain_info_from_xml(SOURCE, state=5, reason=0, persistent=True, autostart=False, managed_save=False)
     assert marked.template
     clone = clone_xml(SOURCE, name="c", uuid=NEW, disks={"vda": NewSource("/a"), "vdb": NewSource("/b")})
-    assert not domain_info_from_xml(clone, state=5, reason=0, persistent=True, autostart=False, managed_save=False).template
+    assert not domain_info_from_xml(
+        clone, state=5, reason=0, persistent=True, autostart=False, managed_save=False
+    ).template
