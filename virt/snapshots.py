@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import libvirt
 
 from .connection import HostConnection
 from .domains import DiskInfo, domain_disks, parse_xml
-from .errors import NotFound, VirtError, translate
+from .errors import NotFound, OperationInvalid, OperationUnsupported, VirtError, translate
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ class Request:
     quiesce: bool = False
 
 
-def _subtree(snapshots: list[SnapshotInfo], name: str) -> list[SnapshotInfo]:
+def subtree(snapshots: list[SnapshotInfo], name: str) -> list[SnapshotInfo]:
     children: dict[str, list[SnapshotInfo]] = {}
     for s in snapshots:
         children.setdefault(s.parent, []).append(s)
@@ -308,7 +309,7 @@ def refusal(
                     f"{_v(INTERNAL_PFLASH)}; this host runs {_v(version)}")  # fmt: skip
         return ""
     if action == "delete":
-        doomed = [snap, *(_subtree(snapshots, name) if children else [])]
+        doomed = [snap, *(subtree(snapshots, name) if children else [])]
         for s in doomed:
             if not s.external:
                 continue
@@ -488,6 +489,48 @@ _STATES = {
 
 def _state_name(dom: libvirt.virDomain) -> str:
     return _STATES.get(dom.state()[0], "shutoff")
+
+
+def domain_facts(conn: HostConnection, uuid: str) -> tuple[str, str]:
+    """(the domain's live XML, running | paused | shutoff): what a refusal is judged on in a job."""
+    dom = _lookup(conn, uuid)
+    try:
+        return dom.XMLDesc(0), _state_name(dom)
+    except libvirt.libvirtError as exc:
+        raise translate(exc) from None
+
+
+def libvirt_version(conn: HostConnection) -> tuple[int, int, int]:
+    """The host's libvirt (the daemon's, over a remote connection)."""
+    try:
+        return parse_version(int(conn.raw.getLibVersion()))
+    except libvirt.libvirtError as exc:
+        raise translate(exc) from None
+
+
+def wait_idle(conn: HostConnection, uuid: str, *, timeout: float = 120.0, poll: float = 0.5) -> bool:
+    """Wait until the domain runs no libvirt job (a snapshot another client started is still being
+    saved); True when idle (or when the driver cannot tell), False after ``timeout``."""
+    dom = _lookup(conn, uuid)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            busy = dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+        except libvirt.libvirtError as exc:
+            err = translate(exc)
+            if isinstance(err, (OperationUnsupported, OperationInvalid)):
+                return True  # the test driver has no jobs; a shut-off domain runs none
+            raise err from None
+        if not busy:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+
+
+def current_name(conn: HostConnection, uuid: str) -> str:
+    """The name of the domain's current snapshot ("" = none)."""
+    return _current_name(_lookup(conn, uuid))
 
 
 def domain_state(conn: HostConnection, uuid: str) -> str:
