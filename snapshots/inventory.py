@@ -68,8 +68,10 @@ def reconcile_vm(vm: VM, infos: list[vsnap.SnapshotInfo], *, rows: list[Snapshot
     have = {r.name: r for r in rows}
     wanted = {i.name: _values(i) for i in infos}
     sizes = sizes or {}
-    if set(have) == set(wanted) and all(_same(have[n], v) for n, v in wanted.items()) and all(
-        n not in have or (have[n].size, have[n].size_kind) == s for n, s in sizes.items()
+    if (
+        set(have) == set(wanted)
+        and all(_same(have[n], v) for n, v in wanted.items())
+        and all(n not in have or (have[n].size, have[n].size_kind) == s for n, s in sizes.items())
     ):
         return False
     now = timezone.now()

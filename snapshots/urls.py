@@ -9,6 +9,5 @@ urlpatterns = [
     path("vms/<uuid:uuid>/snapshots/<str:snapshot>/delete/", views.snapshot_delete, name="delete"),
     path("api/vms/<uuid:uuid>/snapshots/", api.VMSnapshotsView.as_view(), name="api-list"),
     path("api/vms/<uuid:uuid>/snapshots/<str:snapshot>/", api.VMSnapshotView.as_view(), name="api-detail"),
-    path("api/vms/<uuid:uuid>/snapshots/<str:snapshot>/revert/", api.VMSnapshotRevertView.as_view(),
-         name="api-revert"),  # fmt: skip
+    path("api/vms/<uuid:uuid>/snapshots/<str:snapshot>/revert/", api.VMSnapshotRevertView.as_view(), name="api-revert"),
 ]

@@ -10,12 +10,12 @@ from django.views.decorators.http import require_POST
 from core import access
 from core.net import client_ip
 from core.shortcuts import get_or_404, run_job_request
+from virt.snapshots import Request, agent_connected, quiesce_note
 from vms.selectors import vm_get
 
 from .params import default_name
 from .selectors import active_snapshot_job, refusal_for, snapshot_tree
 from .services import snapshot_request
-from virt.snapshots import Request, agent_connected, quiesce_note
 
 
 def vm_snapshots_section(request, vm) -> dict:

@@ -21,8 +21,14 @@ from vms.services import vm_job_request
 WEB1 = "11111111-1111-4111-8111-111111111101"
 # "Last seen" is refreshed for every row a listing confirms, without an event (a resync of 10,000
 # unchanged VMs would otherwise push 10,000): pages show it as a relative time, not live.
-UNPUSHED = {"vm": {"last_seen"}, "host": {"last_seen", "last_sync"}, "job": set(), "pool": set(), "volume": set(),
-            "network": set()}
+UNPUSHED = {
+    "vm": {"last_seen"},
+    "host": {"last_seen", "last_sync"},
+    "job": set(),
+    "pool": set(),
+    "volume": set(),
+    "network": set(),
+}
 
 
 def shown(kind: str, body: dict) -> dict:

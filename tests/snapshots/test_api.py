@@ -60,7 +60,10 @@ def test_bad_names_are_a_clear_400(host, api, name):
 def test_bad_input_never_gives_a_500(host, api):
     assert api("post", BASE, {"name": "s1"}).status_code == 202
     dup = api("post", BASE, {"name": "s1"})
-    assert dup.status_code == 400 and dup.json()["error"] == "Cannot take snapshot app: it already has a snapshot named s1."
+    assert (
+        dup.status_code == 400
+        and dup.json()["error"] == "Cannot take snapshot app: it already has a snapshot named s1."
+    )
     unknown_vm = api("get", "/api/vms/11111111-1111-4111-8111-000000000000/snapshots/")
     assert unknown_vm.status_code == 404 and "no VM with UUID" in unknown_vm.json()["error"]
     assert api("post", f"{BASE}nope/revert/", {}).status_code == 404
@@ -92,7 +95,7 @@ def test_the_vm_page_shows_the_tree_and_refusals(host, api, admin_client):
     # disk-only is refused on this libvirt (as on the lab): shown disabled, with why
     assert 'data-refusal="disk_only"' in page and "could neither revert it" in page
     fragment = admin_client.get(f"/vms/{APP}/?fragment=snapshots").content.decode()
-    assert fragment.lstrip().startswith("<div class=\"panel-head\">") and 'data-snapshot="s1"' in fragment
+    assert fragment.lstrip().startswith('<div class="panel-head">') and 'data-snapshot="s1"' in fragment
     raw_page = admin_client.get(f"/vms/{RAW}/").content.decode()
     assert 'data-refusal="internal"' in raw_page and "is raw" in raw_page
 

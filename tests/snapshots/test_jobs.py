@@ -29,7 +29,9 @@ def host(add_host):
 @pytest.fixture
 def pushes(monkeypatch):
     sent = []
-    monkeypatch.setattr("core.realtime.push_now", lambda groups, event: sent.append((groups, event.model_dump(mode="json"))))
+    monkeypatch.setattr(
+        "core.realtime.push_now", lambda groups, event: sent.append((groups, event.model_dump(mode="json")))
+    )
     return sent
 
 
@@ -59,7 +61,12 @@ def test_a_running_vm_is_snapshotted_with_memory_and_its_cdrom_left_out(host, sn
     assert job.message.startswith("snapshot before-upgrade taken (with memory)")
     assert names(raw_libvirt, host, APP) == {"before-upgrade"}
     row = Snapshot.objects.get(vm__uuid=APP, name="before-upgrade")
-    assert (row.state, row.memory, row.current, row.description) == ("running", "internal", True, "<b>risky</b> & so on")
+    assert (row.state, row.memory, row.current, row.description) == (
+        "running",
+        "internal",
+        True,
+        "<b>risky</b> & so on",
+    )
     assert {d["name"]: d["mode"] for d in row.disks} == {"vda": "internal", "sda": "no"}
     assert row.size == 0 and row.size_kind == "taken"  # the test driver's disks never grow; measured, not guessed
     assert [e for _, e in pushes if e["type"] == "vm.snapshots"][-1] == {
@@ -84,7 +91,9 @@ def test_the_tree_revert_and_delete_with_children(host, snap, raw_libvirt):
     job = snap(APP, "delete", name="b", children=True)
     assert job.status == "succeeded", job.error
     assert job.message == "deleted b, c (no disk file removed)"
-    assert names(raw_libvirt, host, APP) == {"a"} and list(Snapshot.objects.filter(vm=vm).values_list("name", flat=True)) == ["a"]
+    assert names(raw_libvirt, host, APP) == {"a"} and list(
+        Snapshot.objects.filter(vm=vm).values_list("name", flat=True)
+    ) == ["a"]
     assert snap(APP, "delete", name="a").status == "succeeded"
     assert not Snapshot.objects.filter(vm=vm).exists() and names(raw_libvirt, host, APP) == set()
     assert dom(raw_libvirt, host, APP).XMLDesc(0).count("<disk") == 2  # the VM's disks are all still there
