@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import signal
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -18,7 +17,7 @@ import requests
 import lab
 from jobs.models import Job
 from snapshots.models import Snapshot
-from tests.e2e.conftest import ROOT, screenshot, virsh, wait_for
+from tests.e2e.conftest import ROOT, SCREENSHOTS, screenshot, virsh, wait_for
 from vms.models import VM
 
 pytestmark = [pytest.mark.e2e]
@@ -120,7 +119,9 @@ def test_a_memory_snapshot_reverts_the_guests_disk_and_external_ones_are_refused
     assert _snaps(lab1) == ["before"]
     row = Snapshot.objects.get(vm=vm, name="before")
     assert row.memory == "internal" and row.state == "running" and row.current and row.size and row.size > 0
-    print(f"memory snapshot of a 128 MiB TCG guest: {took:.1f} s through the API, {row.size / 2**20:.1f} MiB when taken")
+    print(
+        f"memory snapshot of a 128 MiB TCG guest: {took:.1f} s through the API, {row.size / 2**20:.1f} MiB when taken"
+    )
 
     lab.guest_write_marker(lab1, NAME, "after")
     assert lab.guest_read_marker(lab1, NAME) == "after"
@@ -168,17 +169,26 @@ def test_a_memory_snapshot_reverts_the_guests_disk_and_external_ones_are_refused
     assert "could neither revert it" in page.inner_text('#snap-form [data-refusal="disk_only"]')
     screenshot(page, "snapshots-page")
     box, form = page.locator("#vm-snapshots").bounding_box(), page.locator("#snap-form").bounding_box()
+    scroll = page.evaluate("window.scrollY")  # bounding boxes are in the viewport, a full-page clip in the page
     bottom = max(box["y"] + box["height"], form["y"] + form["height"]) + 8
-    shot = Path(screenshot(page, "snapshots-page")).with_name("snapshots.png")
-    page.screenshot(path=str(shot), full_page=True,
-                    clip={"x": box["x"] - 8, "y": box["y"] - 8, "width": box["width"] + 16, "height": bottom - box["y"] + 8})
+    shot = SCREENSHOTS / "snapshots.png"
+    page.screenshot(
+        path=str(shot),
+        full_page=True,
+        clip={
+            "x": box["x"] - 8,
+            "y": box["y"] + scroll - 8,
+            "width": box["width"] + 16,
+            "height": bottom - box["y"] + 8,
+        },
+    )
     docs = ROOT / "docs" / "screenshots"
     if docs.exists():
         shutil.copy(shot, docs / "snapshots.png")
 
 
 def test_a_subtree_is_deleted_in_one_job_and_no_disk_goes(snapvm):
-    host, lab1, vm, api = snapvm
+    _host, lab1, vm, api = snapvm
     for name in ("a", "b", "c"):
         job = api.job(api.post(_url(vm), {"name": name}))
         assert job.status == "succeeded", job.error
@@ -193,7 +203,7 @@ def test_a_subtree_is_deleted_in_one_job_and_no_disk_goes(snapvm):
 
 
 def test_a_worker_killed_during_a_memory_snapshot_ends_with_libvirts_truth(snapvm, stack):
-    host, lab1, vm, api = snapvm
+    _host, lab1, vm, api = snapvm
     response = api.post(_url(vm), {"name": "killed"})
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
