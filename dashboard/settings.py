@@ -129,6 +129,7 @@ INSTALLED_APPS = [
     "storage",
     "networks",
     "provisioning",
+    "snapshots",
     "console",
     "audit",
     "accounts",  # last: its post_migrate handler sets up the roles once every permission exists

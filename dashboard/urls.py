@@ -47,6 +47,7 @@ urlpatterns = [
     path("", include("storage.urls")),
     path("", include("networks.urls")),
     path("", include("provisioning.urls")),
+    path("", include("snapshots.urls")),
     path("hosts/", include("hosts.urls")),
     path("vms/", include("vms.urls")),
     path("jobs/", include("jobs.urls")),

@@ -21,8 +21,14 @@ from vms.services import vm_job_request
 WEB1 = "11111111-1111-4111-8111-111111111101"
 # "Last seen" is refreshed for every row a listing confirms, without an event (a resync of 10,000
 # unchanged VMs would otherwise push 10,000): pages show it as a relative time, not live.
-UNPUSHED = {"vm": {"last_seen"}, "host": {"last_seen", "last_sync"}, "job": set(), "pool": set(), "volume": set(),
-            "network": set()}
+UNPUSHED = {
+    "vm": {"last_seen"},
+    "host": {"last_seen", "last_sync"},
+    "job": set(),
+    "pool": set(),
+    "volume": set(),
+    "network": set(),
+}
 
 
 def shown(kind: str, body: dict) -> dict:
@@ -70,7 +76,7 @@ def apply(state: dict, event: dict) -> None:
     if event["type"] == "network.removed":
         state.pop(("network", event["network_id"]), None)
         return
-    if event["type"] in ("network.leases", "vm.addresses"):  # the page fetches the leases / NICs again
+    if event["type"] in ("network.leases", "vm.addresses", "vm.snapshots"):  # the page fetches them again
         return
     key = key_of(event)
     body = shown(key[0], event[key[0]])
@@ -273,10 +279,25 @@ def host_connection_of(host):
     return host_connection(host)
 
 
+def test_snapshot_events_tell_the_vm_page_to_fetch_its_snapshots_again(add_host, admin_user, pushed, on_commit):
+    """vm.snapshots carries what the list is now; the page fetches the section (tests/snapshots)."""
+    from snapshots.services import snapshot_request
+
+    host = add_host("snaphost", "host-snap.xml")
+    vm = VM.objects.get(name="app")
+    pushed.clear()
+    with on_commit():
+        snapshot_request(vm=vm, action="create", params={"name": "s1"}, user=admin_user)
+    (event,) = [e for e in events(pushed) if e["type"] == "vm.snapshots"]
+    assert event == {"type": "vm.snapshots", "vm": str(vm.uuid), "host": host.pk, "count": 1, "current": "s1"}
+    groups = next(g for g, m in pushed if m["event"]["type"] == "vm.snapshots")
+    assert set(groups) == {f"vm.{vm.uuid}", f"host.{host.pk}"}
+
+
 def test_every_event_type_is_covered_here():
     covered = {"vm.updated", "host.updated", "host.removed", "job.updated", "migration.progress", "pool.updated",
                "pool.removed", "volume.updated", "volume.removed", "network.updated", "network.removed",
-               "network.leases", "vm.addresses"}  # fmt: skip
+               "network.leases", "vm.addresses", "vm.snapshots"}  # fmt: skip
     assert set(event_types()) == covered, "a new event type needs its test in this file"
 
 

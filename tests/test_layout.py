@@ -25,6 +25,7 @@ LAYERS = [
     "storage",
     "networks",
     "provisioning",
+    "snapshots",
     "console",
     "dashboard",
 ]

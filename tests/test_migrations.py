@@ -18,6 +18,7 @@ BEFORE = [
     ("storage", None),  # later than the move: not there yet
     ("networks", None),
     ("provisioning", None),
+    ("snapshots", None),
 ]
 VM_UUID = uuid.UUID("33333333-3333-4333-8333-333333333301")
 

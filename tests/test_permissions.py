@@ -163,6 +163,14 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     "api-vm-hardware": ("api", [Call("POST", "configure", {"vcpus": 1}, True)]),
     "api-os-presets": ("api", [Call("GET", "login")]),
     "api-host-capabilities": ("api", [Call("GET", "view")]),
+    # snapshots: seen with the VM; taking, reverting (it throws the present state away) and deleting
+    # need the configure right
+    "snapshots:create": ("page", [Call("POST", "configure", {"name": "p1"})]),
+    "snapshots:revert": ("page", [Call("POST", "configure", {"after": ""})]),
+    "snapshots:delete": ("page", [Call("POST", "configure")]),
+    "snapshots:api-list": ("api", [Call("GET", "view"), Call("POST", "configure", {"name": "a1"}, True)]),
+    "snapshots:api-detail": ("api", [Call("DELETE", "configure")]),
+    "snapshots:api-revert": ("api", [Call("POST", "configure", {}, True)]),
 }
 # The admin site is one guarded door (VirtfleetAdminSite.has_permission); it is tested as such below.
 SKIPPED_PREFIXES = ("admin/",)
@@ -272,6 +280,7 @@ def fill(route: str, name: str, where: str, world, who: str) -> str:
         "action": "leave",
         "token_id": world["tokens"].get(who, "vf_nosuchtoken"),
         "change": "vcpus",
+        "snapshot": "s1",
     }
     pool, volume = world["pools"][where], world["volumes"][where]
     values["pool_id"], values["volume_id"] = str(pool.pk), str(volume.pk)

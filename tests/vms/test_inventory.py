@@ -48,8 +48,9 @@ def test_a_change_behind_our_back_shows_after_a_sync_and_is_pushed(host_a, raw_l
 def test_an_unchanged_host_resyncs_without_writes_or_pushes(host_a, pushes, on_commit, django_assert_max_num_queries):
     # a bounded number of reads whatever the VM count: domains 4, storage 4 (caps, pools, volumes,
     # partial volumes left by failed jobs), networks 4 (networks, their read time, running VMs with
-    # NICs, guest addresses), capabilities 1 (compared, not rewritten), the host row and its sync time
-    with on_commit(), django_assert_max_num_queries(18):
+    # NICs, guest addresses), capabilities 1 (compared, not rewritten), snapshots 1 (every VM's rows at
+    # once), the host row and its sync time
+    with on_commit(), django_assert_max_num_queries(19):
         result = host_sync(host=host_a)
     assert result.changed == 0
     assert not [e for _, e in pushes if e["type"] == "vm.updated"]
