@@ -123,6 +123,9 @@ class DeployParams(_CloudInit):  # type: ignore[valid-type, misc]
     disk_mode = serializers.ChoiceField(choices=["linked", "full"], default="linked",
                                         help_text="linked: a qcow2 overlay on the host's copy of the template disk")  # fmt: skip
     start = Flag(default=True, help_text="start each VM once made")
+    copy_bandwidth = WholeNumber(unit="MiB/s", min_value=0, max_value=100000, default=0,
+                                 help_text="at most this many MiB/s for a copy of the template's disk to another "
+                                           "host (0: as fast as it goes)")  # fmt: skip
     cloud_init = Flag(default=True, help_text="give each VM a NoCloud seed (hostname: its name)")
     placement = serializers.ListField(child=serializers.DictField(), required=False, default=list,
                                       help_text="set by Virtfleet: where each VM goes")  # fmt: skip
@@ -573,7 +576,7 @@ def _copy_disk(ctx, template: VM, host: Host, dst, pool: str, disk: dict, span, 
 
     try:
         vs.copy(ctx.conn, disk["pool"], disk["volume"], dst, pool, name, length=length, on_progress=progress,
-                should_cancel=ctx.cancelled, bandwidth=int(_setting("TEMPLATE_COPY_BANDWIDTH", 0)))  # fmt: skip
+                should_cancel=ctx.cancelled, bandwidth=int(p.get("copy_bandwidth") or 0) * 2**20)  # fmt: skip
     except OperationAborted:
         raise JobCancelled(f"cancelled during the copy to {host.name}") from None
     vs.pool_refresh(dst, pool)
@@ -586,12 +589,6 @@ def _copy_disk(ctx, template: VM, host: Host, dst, pool: str, disk: dict, span, 
     ctx.progress(high, f"copied {disk['target']} to {pool} on {host.name} ({human(length)}); later deploys there "
                  "reuse it", record=True)  # fmt: skip
     return {"pool": pool, "volume": name, "path": info.path, "format": info.format or disk["format"]}
-
-
-def _setting(key: str, default):
-    from django.conf import settings
-
-    return settings.VIRTFLEET.get(key, default)
 
 
 def _start_children(ctx: JobContext, template: VM, hosts: dict[int, Host], bases: dict) -> AwaitChildren:
@@ -814,9 +811,9 @@ def template_deploy_request(*, template: VM, params: dict, user=None, ip: str | 
     user's hosts) and checked again by the job kind."""
     if not isinstance(params, dict):
         raise ServiceError("params must be an object.", field="params")
+    access.require(user, access.CONFIGURE, template, what=DEPLOY)
     if not template.template:
         raise ServiceError(f"{template.name} is not a template; mark it as one first.", code="not_allowed")
-    access.require(user, access.CONFIGURE, template, what=DEPLOY)
     params = {k: v for k, v in params.items() if k != "placement"}
     checked = _validated(params)
     names = names_of(checked)
