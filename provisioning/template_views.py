@@ -19,7 +19,17 @@ from . import templates as T
 from .models import SSHKey
 from .selectors import template_rows
 
-FIELDS = ["count", "name_pattern", "first", "disk_mode", "copy_bandwidth", "ci_hostname", "ci_user", "ci_user_data", "ci_network_config"]
+FIELDS = [
+    "count",
+    "name_pattern",
+    "first",
+    "disk_mode",
+    "copy_bandwidth",
+    "ci_hostname",
+    "ci_user",
+    "ci_user_data",
+    "ci_network_config",
+]
 FLAGS = ["start", "cloud_init"]
 SHOWN = {"count", "name_pattern", "first", "host", "spread", "disk_mode", "copy_bandwidth", "ci_hostname", "ci_user", "ci_password",
          "ci_ssh_keys", "ci_user_data", "ci_network_config"}  # fmt: skip

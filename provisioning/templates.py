@@ -561,6 +561,8 @@ def _copy_disk(ctx, template: VM, host: Host, dst, pool: str, disk: dict, span, 
     low, high = span[0] + (span[1] - span[0]) * j // of, span[0] + (span[1] - span[0]) * (j + 1) // of
     ctx.progress(low, f"copying the template's disk {disk['target']} ({human(disk['length'])}) to {pool} on "
                  f"{host.name}", record=True)  # fmt: skip
+    # a row of an earlier copy that did not finish, whose volume is gone (this job holds the template's lock)
+    TemplateImage.objects.filter(host=host, pool=pool, volume=name, complete=False).delete()
     image = TemplateImage.objects.create(template=template, target=disk["target"], host=host, pool=pool, volume=name,
                                          path="", format=disk["format"], generation=p["generation"],
                                          size=disk["length"], made_by_id=ctx.job.pk)  # fmt: skip
@@ -675,8 +677,14 @@ def _undo_deploy(job) -> str:
 
 
 def _judge_deploy(job) -> Verdict:
-    return Verdict(False, "it stopped before all its VMs were asked for",
-                   advice="Nothing it half-made is left; deploy again.")  # fmt: skip
+    """A deploy whose worker died: before its children were asked for, nothing of it is left once
+    undo has removed a half-made copy; its children, once asked for, end on their own."""
+    started = job.children.count()
+    if started:
+        return Verdict(False, f"it had asked for {started} VM job(s), which end on their own (see them below)",
+                       advice="Check them; deploy again for the VMs that are missing.")  # fmt: skip
+    return Verdict(False, "it stopped before its VMs were asked for",
+                   advice="A half-made copy of the template's disk is removed; deploy again.")  # fmt: skip
 
 
 def _deploy_title(job) -> str:

@@ -114,6 +114,16 @@ def test_unmarking_is_refused_while_vms_are_linked_to_its_disk(template, run, ra
     assert gold().template
 
 
+def test_unmarking_is_refused_while_a_deploy_from_it_is_running(template, run):
+    from core.errors import Conflict
+
+    busy = Job.objects.create(kind="template.deploy", vm=template, vm_uuid=template.uuid, vm_name=template.name,
+                              host=template.host, lock_key=f"vm:{template.uuid}", status="running")  # fmt: skip
+    with pytest.raises(Conflict, match=f"busy with deploy from template \\(job {busy.pk}\\)"):
+        run(T.template_unmark_request, vm=template)
+    assert gold().template
+
+
 # --- names ------------------------------------------------------------------------------------------------
 def test_name_patterns():
     assert T.expand_pattern("web-{n}", count=3) == ["web-1", "web-2", "web-3"]
