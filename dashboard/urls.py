@@ -17,10 +17,13 @@ from networks.api import NetworkViewSet, VMNicsView
 from provisioning.api import (
     HostCapabilitiesView,
     PresetsView,
+    TemplateDeployView,
+    TemplateListView,
     VMCreateView,
     VMDefineView,
     VMDefinitionView,
     VMHardwareView,
+    VMTemplateView,
 )
 from storage.api import PoolViewSet, VolumeViewSet
 from vms.api import VMViewSet
@@ -47,6 +50,7 @@ urlpatterns = [
     path("", include("storage.urls")),
     path("", include("networks.urls")),
     path("", include("provisioning.urls")),
+    path("", include("provisioning.template_urls")),
     path("", include("snapshots.urls")),
     path("hosts/", include("hosts.urls")),
     path("vms/", include("vms.urls")),
@@ -61,6 +65,9 @@ urlpatterns = [
     path("api/vms/define/", VMDefineView.as_view(), name="api-vm-define"),
     path("api/vms/<uuid:uuid>/definition/", VMDefinitionView.as_view(), name="api-vm-definition"),
     path("api/vms/<uuid:uuid>/hardware/<str:change>/", VMHardwareView.as_view(), name="api-vm-hardware"),
+    path("api/vms/<uuid:uuid>/template/", VMTemplateView.as_view(), name="api-vm-template"),
+    path("api/templates/", TemplateListView.as_view(), name="api-templates"),
+    path("api/templates/<uuid:uuid>/deploy/", TemplateDeployView.as_view(), name="api-template-deploy"),
     path("api/os-presets/", PresetsView.as_view(), name="api-os-presets"),
     path("api/hosts/<int:pk>/capabilities/", HostCapabilitiesView.as_view(), name="api-host-capabilities"),
     path("api/", include(router.urls)),

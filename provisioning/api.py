@@ -21,8 +21,9 @@ from virt import hardware as hw
 from vms.selectors import vm_get
 
 from . import params as P
-from . import services
+from . import services, templates
 from .models import HostCapabilities
+from .selectors import template_rows
 
 _UUID = [OpenApiParameter("uuid", OpenApiTypes.UUID, OpenApiParameter.PATH)]
 
@@ -151,3 +152,53 @@ class VMHardwareView(APIView):
             raise ServiceError("Save a definition with PUT /api/vms/<uuid>/definition/.", field="change")
         return _created(services.vm_change_request(vm=vm, change=change, params=request.data, user=request.user,
                                                    ip=client_ip(request)))  # fmt: skip
+
+
+# --- templates ----------------------------------------------------------------------------------------------
+class TemplateSerializer(serializers.Serializer):
+    uuid = serializers.UUIDField(source="vm.uuid")
+    name = serializers.CharField(source="vm.name")
+    host = serializers.IntegerField(source="vm.host_id")
+    host_name = serializers.CharField(source="vm.host.name")
+    os = serializers.CharField()
+    generation = serializers.CharField()
+    disks = serializers.ListField(child=serializers.DictField())
+    size = serializers.IntegerField(help_text="bytes its disks hold")
+    capacity = serializers.IntegerField(help_text="bytes its disks offer the guest")
+    copies = serializers.ListField(child=serializers.CharField(), help_text="hosts holding a copy of its disks")
+
+
+class VMTemplateView(APIView):
+    """Mark a VM as a template (POST) or make it a regular VM again (DELETE); each a job."""
+
+    @extend_schema(parameters=_UUID, request=None, responses={202: JobSerializer}, operation_id="vms_template_mark")
+    def post(self, request, uuid):
+        vm = vm_get(uuid=uuid)
+        return _created(templates.template_mark_request(vm=vm, user=request.user, ip=client_ip(request)))
+
+    @extend_schema(parameters=_UUID, responses={202: JobSerializer}, operation_id="vms_template_unmark")
+    def delete(self, request, uuid):
+        vm = vm_get(uuid=uuid)
+        return _created(templates.template_unmark_request(vm=vm, user=request.user, ip=client_ip(request)))
+
+
+class TemplateListView(APIView):
+    """The templates you may see: host, OS, disks, size and the hosts holding copies of them."""
+
+    @extend_schema(responses=TemplateSerializer(many=True), operation_id="templates_list")
+    def get(self, request):
+        return Response(TemplateSerializer(template_rows(user=request.user), many=True).data)
+
+
+class TemplateDeployView(APIView):
+    """N VMs from a template: a name pattern, a host or spread, cloud-init, linked or full, start."""
+
+    @extend_schema(parameters=_UUID, request=templates.DeployParams, responses={202: JobSerializer},
+                   operation_id="templates_deploy")  # fmt: skip
+    def post(self, request, uuid):
+        if not isinstance(request.data, dict):
+            raise ServiceError("Send a JSON object.")
+        vm = vm_get(uuid=uuid)
+        access.require(request.user, access.VIEW, vm)
+        return _created(templates.template_deploy_request(template=vm, params=dict(request.data), user=request.user,
+                                                          ip=client_ip(request)))  # fmt: skip

@@ -51,3 +51,34 @@ class SSHKey(models.Model):
         except (IndexError, ValueError):
             return ""
         return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+class TemplateImage(models.Model):
+    """A copy of one disk of a template on another host, made once by a deploy there and the base
+    of the VMs later deploys make on that host (on the template's own host its disk itself is the
+    base). A copy is for one generation of the mark: a template marked again gets new copies, and a
+    copy of an old generation goes once no volume is backed by it. ``complete`` is False while the
+    copy is being made: such a row (and its volume) is a deploy's to remove if it does not finish."""
+
+    template = models.ForeignKey("vms.VM", on_delete=models.CASCADE, related_name="template_images")
+    target = models.CharField(max_length=16)  # the template's disk (vda)
+    host = models.ForeignKey("hosts.Host", on_delete=models.CASCADE, related_name="template_images")
+    pool = models.CharField(max_length=255)
+    volume = models.CharField(max_length=255)
+    path = models.CharField(max_length=1024)
+    format = models.CharField(max_length=32, default="qcow2")
+    generation = models.CharField(max_length=64)
+    size = models.BigIntegerField(default=0)  # bytes copied
+    complete = models.BooleanField(default=False)
+    made_by = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    made_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["template", "host", "target"]
+        constraints = [
+            models.UniqueConstraint(fields=["host", "pool", "volume"], name="one_template_image_per_volume"),
+        ]
+        indexes = [models.Index(fields=["template", "host", "generation"])]
+
+    def __str__(self) -> str:
+        return f"{self.volume} on {self.host_id}"

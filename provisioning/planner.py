@@ -352,16 +352,44 @@ def plan_vm(*, host: Host, uuid: str, params: dict) -> Plan:
     return plan
 
 
-def best_host(*, memory_mib: int, hosts) -> tuple[Host | None, str]:
-    """Where a new VM goes when the user lets Virtfleet choose: a connected host out of maintenance
-    with the most free memory (ties: fewer running VMs); and why, in words."""
+def _candidates(hosts) -> list[Host]:
+    """Connected hosts out of maintenance, with how many VMs each runs (``running``)."""
     from django.db.models import Count, Q
 
-    candidates = list(
+    return list(
         hosts.filter(state="connected", maintenance="").annotate(
             running=Count("vms", filter=Q(vms__gone_at__isnull=True, vms__state="running"))
         )
     )
+
+
+def spread_hosts(*, count: int, memory_mib: int, hosts, fits=None) -> tuple[list[Host], str]:
+    """Where ``count`` new VMs go when the user lets Virtfleet spread them: each, in turn, on the
+    host ``best_host`` would choose once the VMs placed before it are counted (their memory taken
+    from its free memory, one more running VM); ``fits(host, n)`` says whether a host takes an n-th
+    VM (its storage). Returns one host per VM, or [] and why not."""
+    candidates = _candidates(hosts)
+    if not candidates:
+        return [], "no connected host out of maintenance that you may create VMs on"
+    placed: dict[int, int] = {h.pk: 0 for h in candidates}
+    out: list[Host] = []
+    need = memory_mib * 2**20
+    for _ in range(count):
+        room = [h for h in candidates if (fits is None or fits(h, placed[h.pk] + 1))
+                and (not h.free_memory_bytes or h.free_memory_bytes - placed[h.pk] * need >= need)]  # fmt: skip
+        if not room:
+            return [], (f"the connected hosts have room for {len(out)} of the {count} VMs "
+                        f"({memory_mib} MiB of memory each, and their disks)")  # fmt: skip
+        room.sort(key=lambda h: (-(h.free_memory_bytes - placed[h.pk] * need), h.running + placed[h.pk], h.name))
+        out.append(room[0])
+        placed[room[0].pk] += 1
+    return out, ", ".join(f"{h.name}: {n}" for h in candidates if (n := placed[h.pk]))
+
+
+def best_host(*, memory_mib: int, hosts) -> tuple[Host | None, str]:
+    """Where a new VM goes when the user lets Virtfleet choose: a connected host out of maintenance
+    with the most free memory (ties: fewer running VMs); and why, in words."""
+    candidates = _candidates(hosts)
     if not candidates:
         return None, "no connected host out of maintenance that you may create VMs on"
     candidates.sort(key=lambda h: (-h.free_memory_bytes, h.running, h.name))

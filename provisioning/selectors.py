@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.db.models import Q
+
 from core.errors import NotFound
 from hosts.models import Host
 from networks.models import Network
@@ -82,3 +84,66 @@ def ssh_key_get(*, user, key_id: int) -> SSHKey:
     if key is None:
         raise NotFound("No such SSH key.")
     return key
+
+
+# --- templates ------------------------------------------------------------------------------------------------
+_OS_ID = __import__("re").compile(r"<libosinfo:os id=[\"']([^\"']+)[\"']")
+
+
+@dataclass
+class TemplateRow:
+    """A template as the Templates page and GET /api/templates/ show it."""
+
+    vm: VM
+    os: str
+    disks: list[dict]  # {"target", "volume", "format", "capacity", "allocation"}
+    size: int  # bytes its disks hold (allocation)
+    capacity: int  # bytes the guest sees
+    copies: list[str]  # hosts that have a copy of its disks for its current generation
+    generation: str
+
+
+def _os_name(xml: str) -> str:
+    found = _OS_ID.search(xml or "")
+    if not found:
+        return ""
+    try:
+        preset = osinfo.database().get(found.group(1))
+    except Exception:
+        preset = None
+    return preset.name if preset is not None else found.group(1).rstrip("/").rsplit("/", 2)[-2:][-1]
+
+
+def template_rows(*, user) -> list[TemplateRow]:
+    """The templates ``user`` may see, with their disks and the hosts holding copies (a fixed
+    number of queries, whatever the number of templates)."""
+    from core import access
+    from virt.clone import clone_plan
+    from virt.template import template_generation
+
+    from .models import TemplateImage
+
+    vms = list(access.visible_vms(user, VM.objects.present().filter(template=True)).select_related("host")
+               .order_by("name"))  # fmt: skip
+    plans = {vm.pk: [c.disk for c in clone_plan(vm.xml or "<domain/>") if c.action == "copy"] for vm in vms}
+    names = {d.volume for ds in plans.values() for d in ds if d.volume}
+    paths = {d.path for ds in plans.values() for d in ds if d.path}
+    volumes = list(Volume.objects.filter(pool__host_id__in={vm.host_id for vm in vms})
+                   .filter(Q(name__in=names) | Q(path__in=paths)).select_related("pool"))  # fmt: skip
+    images: dict[int, set[str]] = {}
+    generations = {vm.pk: template_generation(vm.xml) for vm in vms}
+    for image in TemplateImage.objects.filter(template__in=vms, complete=True).select_related("host"):
+        if image.generation == generations.get(image.template_id):
+            images.setdefault(image.template_id, set()).add(image.host.name)
+    rows = []
+    for vm in vms:
+        disks = []
+        for d in plans[vm.pk]:
+            vol = next((v for v in volumes if v.pool.host_id == vm.host_id and (
+                (d.volume and v.pool.name == d.pool and v.name == d.volume) or (d.path and v.path == d.path))), None)  # fmt: skip
+            disks.append({"target": d.target, "volume": vol.name if vol else d.label, "format": vol.format if vol else d.format,
+                          "capacity": vol.capacity if vol else 0, "allocation": vol.allocation if vol else 0})  # fmt: skip
+        rows.append(TemplateRow(vm=vm, os=_os_name(vm.xml), disks=disks, size=sum(d["allocation"] for d in disks),
+                                capacity=sum(d["capacity"] for d in disks), copies=sorted(images.get(vm.pk, ())),
+                                generation=generations[vm.pk]))  # fmt: skip
+    return rows

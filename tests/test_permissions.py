@@ -161,6 +161,13 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     ),
     "api-vm-definition": ("api", [Call("GET", "configure"), Call("PUT", "configure", {"xml": "<domain/>"}, True)]),
     "api-vm-hardware": ("api", [Call("POST", "configure", {"vcpus": 1}, True)]),
+    # templates: seen by all; marking, unmarking and deploying need the configure right on the VM
+    "templates:list": ("page", [Call("GET", "login")]),
+    "templates:deploy": ("page", [Call("GET", "configure"), Call("POST", "configure", {"name_pattern": "t{n}"})]),
+    "templates:mark": ("page", [Call("POST", "configure", {"action": "mark"})]),
+    "api-templates": ("api", [Call("GET", "login")]),
+    "api-vm-template": ("api", [Call("POST", "configure"), Call("DELETE", "configure")]),
+    "api-template-deploy": ("api", [Call("POST", "configure", {"name_pattern": "t{n}"}, True)]),
     "api-os-presets": ("api", [Call("GET", "login")]),
     "api-host-capabilities": ("api", [Call("GET", "view")]),
     # snapshots: seen with the VM; taking, reverting (it throws the present state away) and deleting

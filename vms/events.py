@@ -26,6 +26,7 @@ class VMPayload(Payload):
     persistent: bool
     autostart: bool
     managed_save: bool
+    template: bool
     arch: str
     graphics_type: str
     gone: bool

@@ -34,6 +34,8 @@ class VMFilterSet(django_filters.FilterSet):
     q = SearchFilter(method="search", help_text="name contains, or UUID prefix")
     host = IdFilter(field_name="host_id", help_text="only VMs of this host id")
     state = django_filters.ChoiceFilter(choices=VMState.choices)
+    template = django_filters.ChoiceFilter(choices=[("1", "templates only"), ("0", "VMs only (no templates)")],
+                                           method="only_templates", help_text="1: only templates; 0: no templates")  # fmt: skip
     # gone and sort shape the whole list rather than select rows: filter_queryset applies them
     gone = FlagFilter(method="applied_last", help_text="1: include VMs no longer present")
     sort = django_filters.ChoiceFilter(choices=SORT_CHOICES, method="applied_last", help_text="prefix - for descending")
@@ -48,6 +50,9 @@ class VMFilterSet(django_filters.FilterSet):
         if len(compact) >= 4 and all(c in "0123456789abcdef" for c in compact):
             cond |= Q(uuid__startswith=term.lower()) if len(term) < 36 else Q(uuid=_as_uuid(term))
         return qs.filter(cond)
+
+    def only_templates(self, qs, name, value):
+        return qs.filter(template=value == "1")
 
     def applied_last(self, qs, name, value):
         return qs

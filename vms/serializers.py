@@ -15,7 +15,7 @@ class VMSerializer(serializers.ModelSerializer):
         model = VM
         fields = [
             "uuid", "name", "host", "host_name", "state", "state_label", "state_reason", "vcpus",
-            "max_vcpus", "memory_kib", "max_memory_kib", "persistent", "autostart", "managed_save",
+            "max_vcpus", "memory_kib", "max_memory_kib", "persistent", "autostart", "managed_save", "template",
             "arch", "graphics_type", "gone", "gone_at", "first_seen", "last_seen", "state_changed",
             "version",
         ]  # fmt: skip

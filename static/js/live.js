@@ -116,6 +116,18 @@ function consoleCell(row, vm) {
   return `<span>${type}</span>`;
 }
 
+function templateTag(row, vm) {
+  // a VM marked as a template (or made a regular VM again) gets (or loses) its tag in the name cell
+  const cell = row.querySelector('a[data-field="name"]')?.parentElement;
+  if (!cell) return;
+  const tag = cell.querySelector('[data-field="template"]');
+  if (vm.template && !tag) {
+    cell.insertAdjacentHTML("beforeend", ' <span class="tag tag-template" title="A template: it never starts; new VMs are deployed from it" data-field="template">template</span>');
+  } else if (!vm.template && tag) {
+    tag.remove();
+  }
+}
+
 function applyVM(vm) {
   const rows = document.querySelectorAll(`tr[data-uuid="${vm.uuid}"]`);
   rows.forEach((row) => {
@@ -135,6 +147,7 @@ function applyVM(vm) {
         : escapeHtml(vm.host_name);
       if (cell.innerHTML !== html) cell.innerHTML = html;
     });
+    templateTag(row, vm);
     setField(row, "vcpus", String(vm.vcpus));
     setField(row, "memory", kib(vm.memory_kib));
     setField(row, "graphics", consoleCell(row, vm));
