@@ -17,6 +17,7 @@ from networks.api import NetworkViewSet, VMNicsView
 from provisioning.api import (
     HostCapabilitiesView,
     PresetsView,
+    VMCloneView,
     VMCreateView,
     VMDefineView,
     VMDefinitionView,
@@ -60,6 +61,7 @@ urlpatterns = [
     path("api/vms/define/", VMDefineView.as_view(), name="api-vm-define"),
     path("api/vms/<uuid:uuid>/definition/", VMDefinitionView.as_view(), name="api-vm-definition"),
     path("api/vms/<uuid:uuid>/hardware/<str:change>/", VMHardwareView.as_view(), name="api-vm-hardware"),
+    path("api/vms/<uuid:uuid>/clone/", VMCloneView.as_view(), name="api-vm-clone"),
     path("api/os-presets/", PresetsView.as_view(), name="api-os-presets"),
     path("api/hosts/<int:pk>/capabilities/", HostCapabilitiesView.as_view(), name="api-host-capabilities"),
     path("api/", include(router.urls)),

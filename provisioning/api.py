@@ -151,3 +151,15 @@ class VMHardwareView(APIView):
             raise ServiceError("Save a definition with PUT /api/vms/<uuid>/definition/.", field="change")
         return _created(services.vm_change_request(vm=vm, change=change, params=request.data, user=request.user,
                                                    ip=client_ip(request)))  # fmt: skip
+
+
+class VMCloneView(APIView):
+    """Clone a VM like virt-clone: full copies or linked overlays, on its host or another (a job)."""
+
+    @extend_schema(parameters=_UUID, request=P.CloneParams, responses={202: JobSerializer}, operation_id="vms_clone")
+    def post(self, request, uuid):
+        vm = vm_get(uuid=uuid)
+        if not isinstance(request.data, dict):
+            raise ServiceError("Send a JSON object.")
+        return _created(services.vm_clone_request(vm=vm, params=dict(request.data), user=request.user,
+                                                  ip=client_ip(request)))  # fmt: skip
