@@ -439,26 +439,29 @@ def _make(ctx: JobContext, conn, made: list[dict], where: str, pool: str, name: 
 def _full(ctx: JobContext, src, dst, copies: list[dict], made: list[dict], *, stream: bool) -> dict[str, str]:
     p = ctx.params
     where = "target" if p["cross"] else "source"
-    meter = Meter(ctx, sum(d["length"] if stream else max(d["allocation"], 1) for d in copies))
+    # sizes as the host has them now (a guest that ran since the inventory read grew its image)
+    now = {d["target"]: vs.volume_info(src, d["pool"], d["volume"]) for d in copies}
+    sizes = {t: (v.length if stream else max(v.allocation, 1)) for t, v in now.items()}
+    meter = Meter(ctx, sum(sizes.values()))
     paths: dict[str, str] = {}
     for d in copies:
         _check_cancel(ctx, "before copying " + d["target"])
         what = f"copying {d['target']} ({d['volume']})"
+        length = sizes[d["target"]]
         if stream:
             info = _make(ctx, dst, made, where, d["to_pool"], d["to_name"],
-                         vs.volume_xml(name=d["to_name"], capacity=d["length"], format="raw", allocation=0))  # fmt: skip
+                         vs.volume_xml(name=d["to_name"], capacity=length, format="raw", allocation=0))  # fmt: skip
             try:
-                vs.copy(src, d["pool"], d["volume"], dst, d["to_pool"], d["to_name"], length=d["length"],
+                vs.copy(src, d["pool"], d["volume"], dst, d["to_pool"], d["to_name"], length=length,
                         on_progress=lambda t, what=what: meter.show(t.total, what), should_cancel=ctx.cancelled,
                         bandwidth=p["bandwidth"] * 2**20)  # fmt: skip
             except vs.OperationAborted:
                 raise JobCancelled(f"cancelled while copying {d['target']}") from None
             vs.pool_refresh(dst, d["to_pool"])  # libvirt then reads the copy's format and size
             paths[d["target"]] = info.path
-            meter.disk_done(d["length"])
         else:
             paths[d["target"]] = _copy_in_thread(ctx, src, d, made, meter, what)
-            meter.disk_done(max(d["allocation"], 1))
+        meter.disk_done(length)
     return paths
 
 

@@ -153,6 +153,7 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     "provisioning:xml": ("page", [Call("GET", "configure")]),
     "provisioning:hardware": ("page", [Call("GET", "view")]),
     "provisioning:change": ("page", [Call("POST", "configure", {"vcpus": "1"})]),
+    "provisioning:clone": ("page", [Call("GET", "configure"), Call("POST", "configure", {"name": "a/b"})]),
     "provisioning:ssh-keys": ("page", [Call("GET", "login"), Call("POST", "login", {"public_key": "x"})]),
     "api-vm-create": ("api", [Call("POST", "configure", {"host": "{host}", "name": "n", "source": "import"}, True)]),
     "api-vm-define": (
@@ -161,6 +162,7 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     ),
     "api-vm-definition": ("api", [Call("GET", "configure"), Call("PUT", "configure", {"xml": "<domain/>"}, True)]),
     "api-vm-hardware": ("api", [Call("POST", "configure", {"vcpus": 1}, True)]),
+    "api-vm-clone": ("api", [Call("POST", "configure", {"name": "a/b"}, True)]),
     "api-os-presets": ("api", [Call("GET", "login")]),
     "api-host-capabilities": ("api", [Call("GET", "view")]),
 }
