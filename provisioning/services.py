@@ -105,4 +105,5 @@ def vm_clone_request(*, vm: VM, params: dict, user=None, ip: str | None = None):
         if user is not None:
             access.require(user, access.VIEW, host)
             access.require(user, access.CONFIGURE, host, what="vm.clone")
-    return job_request(kind="vm.clone", target=vm, params=params, user=user, ip=ip, target_host=host)
+    other = host if host.pk != vm.host_id else None  # the job's target host: only another one
+    return job_request(kind="vm.clone", target=vm, params=params, user=user, ip=ip, target_host=other)

@@ -211,7 +211,7 @@ def _copying(job_id: int) -> Job:
                     timeout=60, message="the clone to be copying vdb")  # fmt: skip
 
 
-def test_a_clone_cancelled_mid_copy_leaves_nothing(env):
+def test_a_clone_cancelled_mid_copy_leaves_nothing(env, page, stack):
     (host, _h2), (lab1, lab2), api = env
     src = _source(api, host, lab1, big=True)
     src_xml = virsh(lab1, "dumpxml", "--inactive", "--security-info", "t-src")
@@ -219,6 +219,9 @@ def test_a_clone_cancelled_mid_copy_leaves_nothing(env):
     assert response.status_code == 202, response.text
     job = _copying(response.json()["id"])
     assert "MiB/s" in job.message and job.progress > 0
+    page.goto(f"{stack.url}/jobs/{job.pk}/")
+    page.wait_for_selector(".progress")
+    screenshot(page, "clone-job-copying")
     assert api.s.post(f"{api.base}/api/jobs/{job.pk}/cancel/", timeout=10).status_code in (200, 202)
     job = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).status in ("cancelled", "failed") and j, 30)
     assert job.status == "cancelled", job.error
