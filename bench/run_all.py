@@ -16,7 +16,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-ORDER = ["inventory", "events", "jobs", "migration", "console", "scale", "storage", "create"]
+ORDER = ["inventory", "events", "jobs", "migration", "console", "scale", "storage", "create", "clone"]
 
 
 def load(name: str) -> dict | None:
@@ -43,7 +43,7 @@ def le(value, limit) -> bool | None:
 
 
 def report() -> str:
-    inv, ev, jobs, mig, con, sc, st, cr = (load(n) for n in ORDER)
+    inv, ev, jobs, mig, con, sc, st, cr, cl = (load(n) for n in ORDER)
     lines = [
         "# Virtfleet benchmark report",
         "",
@@ -130,6 +130,13 @@ def report() -> str:
             row("create", "ratio Virtfleet / virt-install", cr["ratio"], "≤ 1.2", cr["ratio"] <= 1.2),
             info("create", "request → domain running (Virtfleet / virt-install)",
                  f"{cr['virtfleet_running_median_s']} / {cr['virt_install_running_median_s']}", " s"),
+        ]  # fmt: skip
+    if cl:
+        lines += [
+            info("clone", "1 GiB disk, full clone: request → job succeeded (Virtfleet, median)", cl["virtfleet_median_s"], " s"),
+            info("clone", "virt-clone --auto-clone of the same VM", cl["virt_clone_median_s"], " s"),
+            row("clone", "ratio Virtfleet / virt-clone", cl["ratio"], "≤ 1.1", cl["ratio"] <= 1.1),
+            info("clone", "linked clone (qcow2 overlay, source frozen), median", cl["linked_median_s"], " s"),
         ]  # fmt: skip
     if sc:
         scale = f"{sc['hosts']} hosts, {sc['vms']} VMs"

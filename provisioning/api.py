@@ -202,3 +202,15 @@ class TemplateDeployView(APIView):
         access.require(request.user, access.VIEW, vm)
         return _created(templates.template_deploy_request(template=vm, params=dict(request.data), user=request.user,
                                                           ip=client_ip(request)))  # fmt: skip
+
+
+class VMCloneView(APIView):
+    """Clone a VM like virt-clone: full copies or linked overlays, on its host or another (a job)."""
+
+    @extend_schema(parameters=_UUID, request=P.CloneParams, responses={202: JobSerializer}, operation_id="vms_clone")
+    def post(self, request, uuid):
+        vm = vm_get(uuid=uuid)
+        if not isinstance(request.data, dict):
+            raise ServiceError("Send a JSON object.")
+        return _created(services.vm_clone_request(vm=vm, params=dict(request.data), user=request.user,
+                                                  ip=client_ip(request)))  # fmt: skip

@@ -9,7 +9,7 @@ class ProvisioningConfig(AppConfig):
     verbose_name = "Provisioning"
 
     def ready(self):
-        from . import inventory, kinds, pages, templates  # noqa: F401  (the provisioning job kinds)
+        from . import clones, inventory, kinds, pages, templates  # noqa: F401  (the provisioning job kinds)
 
         inventory.register()
         pages.register()

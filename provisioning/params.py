@@ -315,3 +315,52 @@ class DescribeParams(serializers.Serializer):
         if "\n" in value:
             raise serializers.ValidationError("A title is one line.")
         return value
+
+
+class CloneDiskParams(serializers.Serializer):
+    target = serializers.CharField(max_length=8, help_text="the disk (vda...) this choice is for")
+    pool = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                    help_text="id of the pool its copy goes to; null: the default")  # fmt: skip
+
+    def validate_target(self, value):
+        if not TARGET.match(value):
+            raise serializers.ValidationError("Give the disk's target name, such as vda.")
+        return value
+
+
+class CloneParams(serializers.Serializer):
+    """A clone of a VM, like virt-clone (the clone form and POST /api/vms/<uuid>/clone/ take the same)."""
+
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=63,
+                                 help_text="empty: <source>-clone (then -clone1...), as virt-clone --auto-clone")  # fmt: skip
+    host = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                    help_text="id of the host the clone goes to; null: the source's")  # fmt: skip
+    mode = serializers.ChoiceField(choices=["full", "linked"], default="full",
+                                   help_text="full: every disk copied; linked: a qcow2 overlay on each source disk")  # fmt: skip
+    running = serializers.ChoiceField(choices=["", "pause", "live"], required=False, default="",
+                                      help_text="a running source: pause it while copying (it resumes after, "
+                                                "whatever happens), or copy live (block copy)")  # fmt: skip
+    freeze_source = Flag(help_text="linked clone of a VM that is not a template: the source gets its own new "
+                                   "overlay (its definition changes) and its disks become a read-only base")  # fmt: skip
+    disks = CloneDiskParams(many=True, required=False, default=list, max_length=32,
+                            help_text="per copied disk, the pool its copy goes to")  # fmt: skip
+    bandwidth = WholeNumber(unit="MiB/s", min_value=0, max_value=1_000_000, default=0,
+                            help_text="at most this much copied per second (0: no limit); a limited copy is "
+                                      "streamed and stops at once when cancelled")  # fmt: skip
+    start = Flag(help_text="start the clone once it is defined")
+
+    def validate_name(self, value):
+        return check_vm_name(value) if value.strip() else ""
+
+    def validate_disks(self, value):
+        targets = [d["target"] for d in value]
+        if len(set(targets)) != len(targets):
+            raise serializers.ValidationError("Each disk is named once.")
+        return [dict(d) for d in value]
+
+    def validate(self, data):
+        if data["mode"] == "linked" and data["bandwidth"]:
+            raise serializers.ValidationError(
+                {"bandwidth": "A linked clone copies nothing: it needs no bandwidth limit."}
+            )
+        return data

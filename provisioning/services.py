@@ -89,3 +89,21 @@ def vm_change_request(*, vm: VM, change: str, params: dict, user=None, ip: str |
     if kind is None:
         raise ServiceError(f"Unknown change {str(change)[:40]!r}; one of {', '.join(CHANGE_KINDS)}.", field="change")
     return job_request(kind=kind, target=vm, params=params, user=user, ip=ip)
+
+
+def vm_clone_request(*, vm: VM, params: dict, user=None, ip: str | None = None):
+    """Ask for a clone of ``vm`` (provisioning.clones): on its host, or on the host ``params["host"]``,
+    which ``user`` must be allowed to create VMs on."""
+    if not isinstance(params, dict):
+        raise ServiceError("params must be an object.", field="params")
+    host = vm.host
+    chosen = params.get("host")
+    if chosen not in (None, ""):
+        host = Host.objects.filter(pk=chosen).first() if str(chosen).isdigit() else None
+        if host is None:
+            raise ServiceError("There is no such target host.", field="params.host")
+        if user is not None:
+            access.require(user, access.VIEW, host)
+            access.require(user, access.CONFIGURE, host, what="vm.clone")
+    other = host if host.pk != vm.host_id else None  # the job's target host: only another one
+    return job_request(kind="vm.clone", target=vm, params=params, user=user, ip=ip, target_host=other)

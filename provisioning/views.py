@@ -24,6 +24,7 @@ from vms.selectors import vm_get
 
 from . import params as P
 from . import services
+from .clones import clone_form
 from .models import SSHKey
 from .planner import is_iso
 from .selectors import create_options
@@ -267,6 +268,56 @@ def vm_change(request, uuid, change):
     return run_job_request(request, back, lambda: services.vm_change_request(
         vm=vm, change=change, params=_change_params(change, request.POST), user=request.user,
         ip=client_ip(request)), "The change")  # fmt: skip
+
+
+CLONE_ERRORS = {"name", "host", "mode", "running", "freeze_source", "disks", "bandwidth", "start"}
+
+
+def _clone_params(post, disks: list[dict]) -> dict:
+    """The clone form's fields as the job's options (a disk's pool only where one was chosen)."""
+    data: dict = {"name": post.get("name", "").strip(), "host": post.get("host") or None,
+                  "mode": post.get("mode", "full"), "running": post.get("running", ""),
+                  "bandwidth": post.get("bandwidth", "") or 0}  # fmt: skip
+    for flag in ("freeze_source", "start"):
+        data[flag] = post.get(flag) in ("on", "1", "true")
+    chosen = []
+    for d in disks:
+        value = post.get(f"pool_{d['target']}", "")
+        if d["action"] == "copy" and value.isdigit():
+            chosen.append({"target": d["target"], "pool": int(value)})
+    data["disks"] = chosen
+    return data
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def vm_clone(request, uuid):
+    """The clone form: name, target host, full or linked, each disk (copied or shared, and where to),
+    a running source's pause or live copy, start after."""
+    vm = _vm(request, uuid, access.CONFIGURE, what="vm.clone")
+    hosts = _hosts_for(request)
+    values = request.POST if request.method == "POST" else {}
+    chosen = request.POST.get("host", "") if request.method == "POST" else str(vm.host_id)
+    host = next((h for h in hosts if str(h.pk) == chosen), vm.host)
+    form = clone_form(vm, host)
+    for d in form["disks"]:
+        posted = request.POST.get(f"pool_{d['target']}", "") if request.method == "POST" else ""
+        d["selected"] = posted or str(d["default_pool"] or "")
+    errors: dict[str, str] = {}
+    if request.method == "POST" and "_refresh" not in request.POST:
+        params = _clone_params(request.POST, form["disks"])
+        try:
+            job = services.vm_clone_request(vm=vm, params=params, user=request.user, ip=client_ip(request))
+        except Forbidden:
+            raise
+        except ServiceError as exc:
+            field = _field_of(exc)
+            errors[field if field in CLONE_ERRORS else "form"] = exc.message
+        else:
+            job_requested(request, job, f"Clone of {vm.name}")
+            return redirect("jobs:detail", job.pk)
+    return render(request, "provisioning/clone.html", {"vm": vm, "hosts": hosts, "host": host, "f": form,
+                                                       "errors": errors, "v": values})  # fmt: skip
 
 
 @login_required

@@ -153,6 +153,7 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     "provisioning:xml": ("page", [Call("GET", "configure")]),
     "provisioning:hardware": ("page", [Call("GET", "view")]),
     "provisioning:change": ("page", [Call("POST", "configure", {"vcpus": "1"})]),
+    "provisioning:clone": ("page", [Call("GET", "configure"), Call("POST", "configure", {"name": "a/b"})]),
     "provisioning:ssh-keys": ("page", [Call("GET", "login"), Call("POST", "login", {"public_key": "x"})]),
     "api-vm-create": ("api", [Call("POST", "configure", {"host": "{host}", "name": "n", "source": "import"}, True)]),
     "api-vm-define": (
@@ -168,6 +169,7 @@ ENDPOINTS: dict[str, tuple[str, list[Call]]] = {
     "api-templates": ("api", [Call("GET", "login")]),
     "api-vm-template": ("api", [Call("POST", "configure"), Call("DELETE", "configure")]),
     "api-template-deploy": ("api", [Call("POST", "configure", {"name_pattern": "t{n}"}, True)]),
+    "api-vm-clone": ("api", [Call("POST", "configure", {"name": "a/b"}, True)]),
     "api-os-presets": ("api", [Call("GET", "login")]),
     "api-host-capabilities": ("api", [Call("GET", "view")]),
     # snapshots: seen with the VM; taking, reverting (it throws the present state away) and deleting

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
+
+import libvirt
 
 from .builder import new_mac, new_vnc_password
+from .connection import HostConnection
 from .domains import TEMPLATE_NS, DiskInfo, domain_disks, parse_xml
-from .errors import OperationInvalid
+from .errors import OperationInvalid, translate
 
 SERIAL_LOG_DIR = "/var/log/libvirt/qemu"
 
@@ -174,3 +178,124 @@ def clone_name(source: str, taken: set[str]) -> str:
         i += 1
         candidate = f"{source}-clone{i}"
     return candidate
+
+
+# --- a frozen source: its writable disk becomes a read-only base, the source gets its own overlay -------------
+def disk_swap(xml: str, target: str, path: str, fmt: str = "qcow2") -> tuple[str, str]:
+    """``xml`` with disk ``target`` now on the file ``path`` (a new overlay of its old source), and the
+    old <disk> element as XML (what ``disk_put_back`` needs to undo it). OperationInvalid: no such disk."""
+    root = parse_xml(xml)
+    disk = _disk_element(root, target)
+    old = ET.tostring(disk, encoding="unicode")
+    disk.set("type", "file")
+    for el in disk.findall("source") + disk.findall("backingStore"):
+        disk.remove(el)
+    disk.insert(_source_index(disk), ET.Element("source", file=path))
+    driver = disk.find("driver")
+    if driver is None:
+        driver = ET.SubElement(disk, "driver", name="qemu")
+    driver.set("type", fmt)
+    return ET.tostring(root, encoding="unicode"), old
+
+
+def disk_put_back(xml: str, target: str, old_disk: str) -> str:
+    """``xml`` with disk ``target`` as it was before ``disk_swap`` (``old_disk`` is what it returned)."""
+    root = parse_xml(xml)
+    devices = root.find("devices")
+    disk = _disk_element(root, target)
+    assert devices is not None
+    index = list(devices).index(disk)
+    devices.remove(disk)
+    devices.insert(index, parse_xml(old_disk))
+    return ET.tostring(root, encoding="unicode")
+
+
+def disk_source_path(xml: str, target: str) -> str:
+    """The file (or device) disk ``target`` of ``xml`` is on now ("" when it has none or is a volume)."""
+    source = _disk_element(parse_xml(xml), target).find("source")
+    return (source.get("file") or source.get("dev") or "") if source is not None else ""
+
+
+def _disk_element(root: ET.Element, target: str) -> ET.Element:
+    for disk in root.findall("./devices/disk"):
+        el = disk.find("target")
+        if el is not None and el.get("dev") == target:
+            return disk
+    raise OperationInvalid(f"the domain has no disk {target}")
+
+
+def network_names(xml: str) -> list[str]:
+    """The virtual networks the domain's NICs are on (each once, in order)."""
+    out: list[str] = []
+    for iface in parse_xml(xml).findall("./devices/interface[@type='network']/source"):
+        name = iface.get("network", "")
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+# --- libvirt: copies of a volume, block copies of a running disk -------------------------------------------
+def _call(what: str, fn, *args):
+    try:
+        return fn(*args)
+    except libvirt.libvirtError as exc:
+        raise translate(exc, context=what) from None
+
+
+def volume_copy_from(conn: HostConnection, src_pool: str, src_name: str, dst_pool: str, xml: str) -> str:
+    """A new volume (``xml``) in ``dst_pool`` made by libvirt from ``src_name`` of ``src_pool`` on the same
+    host (createXMLFrom: qemu-img convert, a qcow2 chain comes out flat); returns its path. Blocks until
+    done: libvirt cannot interrupt it, so callers run it in a thread."""
+    src = _call(f"volume {src_name} of pool {src_pool}",
+                _call(f"storage pool {src_pool}", conn.raw.storagePoolLookupByName, src_pool).storageVolLookupByName,
+                src_name)  # fmt: skip
+    pool = _call(f"storage pool {dst_pool}", conn.raw.storagePoolLookupByName, dst_pool)
+    vol = _call(f"copy volume {src_name}", pool.createXMLFrom, xml, src, 0)
+    return _call("the new volume", vol.path)
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """A block job of a running disk: bytes copied of the bytes to copy, and whether a copy is in sync."""
+
+    target: str
+    cur: int
+    end: int
+    ready: bool
+
+
+def block_copy_start(conn: HostConnection, uuid: str, target: str, path: str, *, fmt: str = "qcow2",
+                     bandwidth: int = 0) -> None:  # fmt: skip
+    """Start mirroring the running disk ``target`` (its whole chain, flattened) into the existing file
+    ``path``; a transient job (a persistent domain needs that), ``bandwidth`` in bytes/s (0: no limit)."""
+    dom = _call(f"domain {uuid}", conn.raw.lookupByUUIDString, uuid)
+    disk = f"<disk type='file'><driver type={quoteattr(fmt)}/><source file={quoteattr(path)}/></disk>"
+    flags = libvirt.VIR_DOMAIN_BLOCK_COPY_REUSE_EXT | libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB
+    params = {libvirt.VIR_DOMAIN_BLOCK_COPY_BANDWIDTH: int(bandwidth)} if bandwidth else {}
+    _call(f"block copy of {target}", dom.blockCopy, target, disk, params, flags)
+
+
+def block_job(conn: HostConnection, uuid: str, target: str) -> BlockJob | None:
+    """The block job running on disk ``target`` (None: none). "Ready" is what the live XML says of the
+    mirror (libvirt sets it on QEMU's ready event), not cur == end alone."""
+    dom = _call(f"domain {uuid}", conn.raw.lookupByUUIDString, uuid)
+    info = _call(f"block job of {target}", dom.blockJobInfo, target, 0)
+    if not info:
+        return None
+    ready = False
+    for disk in parse_xml(_call(f"domain {uuid}", dom.XMLDesc, 0)).findall("./devices/disk"):
+        el = disk.find("target")
+        mirror = disk.find("mirror")
+        if el is not None and el.get("dev") == target and mirror is not None:
+            ready = mirror.get("ready") == "yes"
+    return BlockJob(target=target, cur=int(info.get("cur", 0)), end=int(info.get("end", 0)), ready=ready)
+
+
+def block_job_abort(conn: HostConnection, uuid: str, target: str) -> bool:
+    """Stop the block job of disk ``target`` without pivoting (the guest stays on its own disk; a copy
+    that was in sync is a point-in-time copy). False when there was none."""
+    dom = _call(f"domain {uuid}", conn.raw.lookupByUUIDString, uuid)
+    if not _call(f"block job of {target}", dom.blockJobInfo, target, 0):
+        return False
+    _call(f"stop the block job of {target}", dom.blockJobAbort, target, 0)
+    return True

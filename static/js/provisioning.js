@@ -25,3 +25,21 @@ if (form) {
     host.addEventListener("change", () => refresh.click());
   }
 }
+
+// The clone form: what a linked clone asks is shown only for it; a change of host re-renders the form
+// with that host's pools.
+const cloneForm = document.getElementById("clone-form");
+if (cloneForm) {
+  const showMode = () => {
+    const mode = cloneForm.querySelector("input[name=mode]:checked")?.value || "full";
+    for (const el of cloneForm.querySelectorAll("[data-show-mode]")) el.hidden = el.dataset.showMode !== mode;
+  };
+  for (const radio of cloneForm.querySelectorAll("[data-mode]")) radio.addEventListener("change", showMode);
+  showMode();
+  const host = cloneForm.querySelector("[data-refresh]");
+  const refresh = document.getElementById("clone-refresh");
+  if (host && refresh) {
+    refresh.hidden = true;
+    host.addEventListener("change", () => refresh.click());
+  }
+}
