@@ -185,6 +185,9 @@ def test_a_disk_and_a_nic_hot_plugged_into_a_running_guest_are_seen_by_it(prov, 
     assert job.status == "succeeded", job.error
     lab.wait_guest_serial(lab1, "t-hot", READY, timeout=BOOT)
     vm = wait_for(lambda: VM.objects.filter(name="t-hot", state="running").first(), timeout=10)
+    # the guest loads its disk drivers after the banner: a disk plugged before they enumerate its boot
+    # disk is named vda by the guest (a race seen under load), so wait for the boot disk first
+    lab.wait_guest_serial(lab1, "t-hot", r"disk vda appeared", timeout=30)
 
     disk = api.job(api.post(f"/api/vms/{vm.uuid}/hardware/disk_attach/", {"pool": pool.pk, "size": "16M"}))
     assert disk.status == "succeeded", disk.error
