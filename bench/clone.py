@@ -33,9 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import requests
 
-from bench.harness import BenchEnv
+from bench.harness import BenchEnv, api_session, virsh
 from tests.e2e.stack import wait_for
 
 POOL = "lab"
@@ -45,20 +44,8 @@ VIRT_CLONE = "/usr/bin/virt-clone"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def virsh(uri: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["virsh", "-q", "-c", uri, *args], check=check, capture_output=True, text=True)
 
 
-def api_session() -> requests.Session:
-    from django.contrib.auth import get_user_model
-
-    from accounts.services import token_create
-
-    user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})
-    _instance, token = token_create(user=user, name="bench-clone", expires_in_days=1)
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token}"
-    return session
 
 
 def make_source(local: str, work: Path) -> None:
@@ -163,7 +150,7 @@ def main() -> int:
         print(
             f"source {SOURCE}: 1 GiB qcow2 of random data made and uploaded in {time.monotonic() - started:.1f} s\n{info}"
         )
-        session = api_session()
+        session = api_session("bench-clone")
         results: dict[str, list[float]] = {"virtfleet": [], "virt-clone": []}
         messages: dict[str, str] = {}
         total = args.warmup + rounds

@@ -55,9 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libvirt
 import psutil
-import requests
 
-from bench.harness import BenchEnv
+from bench.harness import BenchEnv, api_session, virsh
 from tests.e2e.stack import wait_for
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -74,8 +73,6 @@ VIRT_INSTALL = "/usr/bin/virt-install"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def virsh(uri: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["virsh", "-q", "-c", uri, *args], check=check, capture_output=True, text=True)
 
 
 def qemu_cpu(pidfile: Path) -> float | None:
@@ -183,17 +180,6 @@ def describe(xml: str) -> dict:
     }
 
 
-def api_session() -> requests.Session:
-    """A session with a personal API token of a bench administrator (as bench/storage.py)."""
-    from django.contrib.auth import get_user_model
-
-    from accounts.services import token_create
-
-    user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})
-    _instance, token = token_create(user=user, name="bench-create", expires_in_days=1)
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token}"
-    return session
 
 
 def volume_ids(env, session, pool_id: int) -> dict[str, int]:
@@ -303,7 +289,7 @@ def main() -> int:
         host = Host.objects.get(name=lab1.name)
         pool = StoragePool.objects.get(host=host, name=POOL)
         local = lab1.unix_uri  # the watcher's and the cleanup's connection
-        session = api_session()
+        session = api_session("bench-create")
         load_before = [round(x, 2) for x in os.getloadavg()]
         stack = [psutil.Process(p.pid) for p in env.stack.procs.values()]
 

@@ -14,10 +14,13 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -198,3 +201,21 @@ class BenchEnv:
         }
         path.write_text(json.dumps(payload, indent=2) + "\n")
         return path
+
+
+def virsh(uri: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """virsh against ``uri``, quiet, its output captured (the baseline tool of several benches)."""
+    return subprocess.run(["virsh", "-q", "-c", uri, *args], check=check, capture_output=True, text=True)
+
+
+def api_session(name: str = "bench") -> requests.Session:
+    """A session with a personal API token of a bench administrator."""
+    from django.contrib.auth import get_user_model
+
+    from accounts.services import token_create
+
+    user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})
+    _instance, token = token_create(user=user, name=name, expires_in_days=1)
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {token}"
+    return session

@@ -28,9 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil
-import requests
 
-from bench.harness import BenchEnv, rss_mib
+from bench.harness import BenchEnv, api_session, rss_mib
 from storage.uploader import send
 from tests.e2e.stack import wait_for
 
@@ -87,17 +86,6 @@ class Sampler(threading.Thread):
                     return
 
 
-def api_session(env) -> requests.Session:
-    """A session with a personal API token of a bench administrator."""
-    from django.contrib.auth import get_user_model
-
-    from accounts.services import token_create
-
-    user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})
-    _instance, token = token_create(user=user, name="bench", expires_in_days=1)
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token}"
-    return session
 
 
 def virtfleet_upload(env, session, pool_id: int, path: Path, name: str, digest: str) -> tuple[float, dict]:
@@ -163,7 +151,7 @@ def main() -> int:
         digest = make_image(image, size)
         print(f"image: {size / 2**30:.1f} GiB, {os.stat(image).st_blocks * 512 / 2**30:.2f} GiB of it data")
 
-        session = api_session(env)
+        session = api_session("bench")
         theirs, ours, rss, down_ours, down_theirs = [], [], [], [], []
         for i in range(args.rounds):
             theirs.append(virsh_upload(lab1.uri, image, f"virsh-{i}.raw"))

@@ -57,8 +57,6 @@ POLL = 0.5  # seconds between progress reads (allocation, block job) and cancel 
 
 
 # --- what the clone will be: read from the database at request time --------------------------------------
-def is_template(vm: VM) -> bool:
-    return bool(getattr(vm, "template", False))
 
 
 def source_volume(vm: VM, disk: dict) -> Volume | None:
@@ -183,7 +181,7 @@ class Plan:
             return "", ""
         if self.cross:
             return "a linked clone is an overlay on the source's disk: it stays on the source's host", "mode"
-        if is_template(vm):
+        if vm.template:
             if p["freeze_source"]:
                 return "a template's disks never change: it needs no freezing", "freeze_source"
             return "", ""
@@ -278,7 +276,7 @@ def clone_form(vm: VM, host: Host) -> dict:
                       "device": c.disk.device, "volume": volume, "need": need,
                       "default_pool": default.pk if default else None})  # fmt: skip
     return {"disks": disks, "pools": pools, "default_name": clone_default_name(vm, host), "cross": cross,
-            "template": is_template(vm), "running": vm.state in ("running", "paused")}  # fmt: skip
+            "template": vm.template, "running": vm.state in ("running", "paused")}  # fmt: skip
 
 
 def vm_disk(vm: VM, target: str) -> dict:

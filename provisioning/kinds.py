@@ -335,7 +335,8 @@ def plain_refusal(message: str) -> str:
 
 
 # --- changes of an existing VM -------------------------------------------------------------------------------
-def _host_ok(vm: VM) -> str:
+def host_refusal(vm: VM) -> str:
+    """Why nothing can change ``vm`` now because of where it is ("" when its host answers)."""
     if vm.host is None or vm.host.state != "connected":
         return "its host is not connected"
     if vm.gone_at is not None:
@@ -344,11 +345,11 @@ def _host_ok(vm: VM) -> str:
 
 
 def _check_persistent(vm: VM, params: dict, **_) -> str:
-    return _host_ok(vm) or ("" if vm.persistent else "the VM is transient: it has no definition to change")
+    return host_refusal(vm) or ("" if vm.persistent else "the VM is transient: it has no definition to change")
 
 
 def _check_any(vm: VM, params: dict, **_) -> str:
-    return _host_ok(vm)
+    return host_refusal(vm)
 
 
 def after_change(job) -> None:
@@ -400,7 +401,7 @@ def _volume_of(vm: VM, pk) -> Volume | None:
 
 
 def _check_disk_attach(vm: VM, params: dict, **_) -> str:
-    why = _host_ok(vm)
+    why = host_refusal(vm)
     if why:
         return why
     if params["volume"]:
@@ -475,7 +476,7 @@ def _disk_of(vm: VM, target: str) -> dict | None:
 
 
 def _check_disk_detach(vm: VM, params: dict, **_) -> str:
-    why = _host_ok(vm)
+    why = host_refusal(vm)
     if why:
         return why
     disk = _disk_of(vm, params["target"])
@@ -513,7 +514,7 @@ def _nic_facts(vm: VM, params: dict) -> dict:
 
 
 def _check_nic_attach(vm: VM, params: dict, **_) -> str:
-    why = _host_ok(vm)
+    why = host_refusal(vm)
     if why:
         return why
     if params["network"]:
@@ -538,7 +539,7 @@ def _nic_attach(ctx: JobContext) -> Outcome:
 
 
 def _check_nic_detach(vm: VM, params: dict, **_) -> str:
-    why = _host_ok(vm)
+    why = host_refusal(vm)
     if why:
         return why
     if not any(n.get("mac") == params["mac"] for n in vm.interfaces or ()):
@@ -551,7 +552,7 @@ def _nic_detach(ctx: JobContext) -> Outcome:
 
 
 def _check_media(vm: VM, params: dict, **_) -> str:
-    why = _host_ok(vm)
+    why = host_refusal(vm)
     if why:
         return why
     disk = _disk_of(vm, params["target"])

@@ -50,10 +50,11 @@ from vms.kinds import vm_subject
 from vms.models import VM
 
 from . import params as P
-from .kinds import _after_create, _judge_create, _make_seed, _undo_create, after_change, new_vm_subject
+from .kinds import _after_create, _judge_create, _make_seed, _undo_create, after_change, host_refusal, new_vm_subject
 from .kinds import plain_refusal as _plain
 from .models import TemplateImage
 from .planner import DISK_FORMATS, spread_hosts
+from .services import configurable_hosts
 
 QUEUE = "lifecycle"
 MAX_COUNT = 50
@@ -348,16 +349,10 @@ def cache_volume_name(template_name: str, target: str, generation: str, fmt: str
 
 
 # --- mark and unmark ---------------------------------------------------------------------------------------
-def _host_ok(vm: VM) -> str:
-    if vm.gone_at is not None:
-        return "it no longer exists"
-    if vm.host is None or vm.host.state != "connected":
-        return "its host is not connected"
-    return ""
 
 
 def _check_mark(vm: VM, params: dict, **_) -> str:
-    why = _host_ok(vm)
+    why = host_refusal(vm)
     if why:
         return why
     if vm.template:
@@ -394,7 +389,7 @@ def _linked_users(vm: VM) -> list[str]:
 
 
 def _check_unmark(vm: VM, params: dict, **_) -> str:
-    why = _host_ok(vm)
+    why = host_refusal(vm)
     if why:
         return why
     if not vm.template:
@@ -467,7 +462,7 @@ def _reread_pool(host: Host, pool: str) -> None:
 
 # --- deploy: the parent job ------------------------------------------------------------------------------
 def _check_deploy(template: VM, params: dict, **_) -> str:
-    why = _host_ok(template)
+    why = host_refusal(template)
     if why:
         return why
     if not template.template:
@@ -807,12 +802,6 @@ def template_unmark_request(*, vm: VM, user=None, ip: str | None = None) -> Job:
     return job_request(kind="vm.template_unmark", target=vm, user=user, ip=ip)
 
 
-def _configurable_hosts(user):
-    from .services import configurable_hosts
-
-    return configurable_hosts(user)
-
-
 def template_deploy_request(*, template: VM, params: dict, user=None, ip: str | None = None) -> Job:
     """Ask for N VMs from ``template``: on a host (default: the template's), or spread over the
     hosts ``user`` may create VMs on that have room. The placement is chosen here (it needs the
@@ -825,7 +814,7 @@ def template_deploy_request(*, template: VM, params: dict, user=None, ip: str | 
     params = {k: v for k, v in params.items() if k != "placement"}
     checked = _validated(params)
     names = names_of(checked)
-    hosts = _configurable_hosts(user)
+    hosts = configurable_hosts(user)
     if checked["spread"]:
         disks = template_disks(template)
         memory = template.memory_kib // 1024 if checked["start"] else 0

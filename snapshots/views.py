@@ -44,31 +44,29 @@ def _vm(request, uuid):
     return get_or_404(request, lambda: vm_get(uuid=uuid))
 
 
+def _ask(request, uuid, action: str, params: dict, what: str):
+    """Ask for a snapshot job from one of the section's forms, then back to the VM's page."""
+    vm = _vm(request, uuid)
+    return run_job_request(request, _back(vm), lambda: snapshot_request(vm=vm, action=action, params=params,
+                                                                        user=request.user, ip=client_ip(request)),
+                           what)  # fmt: skip
+
+
 @login_required
 @require_POST
 def snapshot_create(request, uuid):
-    vm = _vm(request, uuid)
     params = {k: request.POST.get(k, "") for k in ("name", "description", "memory", "disk_only", "quiesce")}
-    return run_job_request(request, _back(vm), lambda: snapshot_request(vm=vm, action="create", params=params,
-                                                                        user=request.user, ip=client_ip(request)),
-                           "The snapshot")  # fmt: skip
+    return _ask(request, uuid, "create", params, "The snapshot")
 
 
 @login_required
 @require_POST
 def snapshot_revert(request, uuid, snapshot):
-    vm = _vm(request, uuid)
     params = {"name": snapshot, "after": request.POST.get("after", ""), "force": request.POST.get("force", "")}
-    return run_job_request(request, _back(vm), lambda: snapshot_request(vm=vm, action="revert", params=params,
-                                                                        user=request.user, ip=client_ip(request)),
-                           "The revert")  # fmt: skip
+    return _ask(request, uuid, "revert", params, "The revert")
 
 
 @login_required
 @require_POST
 def snapshot_delete(request, uuid, snapshot):
-    vm = _vm(request, uuid)
-    params = {"name": snapshot, "children": request.POST.get("children", "")}
-    return run_job_request(request, _back(vm), lambda: snapshot_request(vm=vm, action="delete", params=params,
-                                                                        user=request.user, ip=client_ip(request)),
-                           "The delete")  # fmt: skip
+    return _ask(request, uuid, "delete", {"name": snapshot, "children": request.POST.get("children", "")}, "The delete")

@@ -253,3 +253,37 @@ def real_broker():
     app.conf.task_always_eager = False
     yield app
     app.conf.task_always_eager = before
+
+
+class Api:
+    """The JSON API with a personal token of ``user``, as a script would use it."""
+
+    ENDED = ("succeeded", "failed", "cancelled")
+
+    def __init__(self, base: str, user, name: str = "e2e"):
+        import requests
+
+        from accounts.services import token_create
+
+        _instance, token = token_create(user=user, name=name, expires_in_days=1)
+        self.base = base
+        self.s = requests.Session()
+        self.s.headers["Authorization"] = f"Token {token}"
+
+    def get(self, path: str):
+        return self.s.get(f"{self.base}{path}", timeout=30)
+
+    def post(self, path: str, body: dict | None = None):
+        return self.s.post(f"{self.base}{path}", json=body or {}, timeout=30)
+
+    def delete(self, path: str):
+        return self.s.delete(f"{self.base}{path}", timeout=30)
+
+    def job(self, response, timeout: float = 120):
+        """The job a 202 answer started, once it has ended."""
+        from jobs.models import Job
+
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        return wait_for(lambda: (j := Job.objects.get(pk=job_id)).status in self.ENDED and j, timeout=timeout,
+                        message=f"job {job_id} to end")  # fmt: skip

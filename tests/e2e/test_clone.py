@@ -16,8 +16,8 @@ import pytest
 import lab
 from jobs.models import Job
 from storage.models import StoragePool
-from tests.e2e.conftest import domstate, screenshot, virsh, wait_for
-from tests.e2e.test_provisioning import BASE, BOOT, READY, Api, _clean, _volume
+from tests.e2e.conftest import Api, domstate, screenshot, virsh, wait_for
+from tests.e2e.test_provisioning import BASE, BOOT, READY, _clean, _volume
 from vms.models import VM
 
 pytestmark = [pytest.mark.e2e]

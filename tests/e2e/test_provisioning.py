@@ -9,39 +9,17 @@ from __future__ import annotations
 import re
 
 import pytest
-import requests
 
 import lab
 from jobs.models import Job
 from storage.models import StoragePool, Volume
-from tests.e2e.conftest import screenshot, virsh, wait_for
+from tests.e2e.conftest import Api, screenshot, virsh, wait_for
 from vms.models import VM
 
 pytestmark = [pytest.mark.e2e]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO6QXmUWnShNGsmUIFqcxQ6vOGn7kCIBGVzOHv7Q2v3m alice@laptop"
 READY = r"virtfleet lab guest .+ ready"
 BOOT = 60  # seconds a guest may take to boot under TCG on a busy machine
-
-
-class Api:
-    """The JSON API with a personal token, as a script would use it."""
-
-    def __init__(self, base: str, user):
-        from accounts.services import token_create
-
-        _instance, token = token_create(user=user, name="e2e provisioning", expires_in_days=1)
-        self.base = base
-        self.s = requests.Session()
-        self.s.headers["Authorization"] = f"Token {token}"
-
-    def post(self, path: str, body: dict) -> requests.Response:
-        return self.s.post(f"{self.base}{path}", json=body, timeout=30)
-
-    def job(self, response: requests.Response, timeout: float = 90) -> Job:
-        assert response.status_code == 202, response.text
-        job_id = response.json()["id"]
-        return wait_for(lambda: (j := Job.objects.get(pk=job_id)).status in ("succeeded", "failed", "cancelled") and j,
-                        timeout=timeout, message=f"job {job_id} to end")  # fmt: skip
 
 
 def _clean(lab_state) -> None:
@@ -66,7 +44,12 @@ def prov(lab_hosts, lab_state, stack, e2e_user, real_broker):
 
     host = lab_hosts[0]
     pool_reread(host=host, name="lab", conn=host_connection(host))
-    yield host, lab_state.real_hosts[0], StoragePool.objects.get(host=host, name="lab"), Api(stack.url, e2e_user)
+    yield (
+        host,
+        lab_state.real_hosts[0],
+        StoragePool.objects.get(host=host, name="lab"),
+        Api(stack.url, e2e_user, "e2e provisioning"),
+    )
     _clean(lab_state)
 
 

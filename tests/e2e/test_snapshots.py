@@ -12,43 +12,17 @@ import signal
 import time
 
 import pytest
-import requests
 
 import lab
 from jobs.models import Job
 from snapshots.models import Snapshot
-from tests.e2e.conftest import ROOT, SCREENSHOTS, screenshot, virsh, wait_for
+from tests.e2e.conftest import ROOT, SCREENSHOTS, Api, screenshot, virsh, wait_for
 from vms.models import VM
 
 pytestmark = [pytest.mark.e2e]
 NAME = "t-snap"
 BOOT = 60
 ENDED = ("succeeded", "failed", "cancelled")
-
-
-class Api:
-    def __init__(self, base: str, user):
-        from accounts.services import token_create
-
-        _instance, token = token_create(user=user, name="e2e snapshots", expires_in_days=1)
-        self.base = base
-        self.s = requests.Session()
-        self.s.headers["Authorization"] = f"Token {token}"
-
-    def post(self, path: str, body: dict | None = None) -> requests.Response:
-        return self.s.post(f"{self.base}{path}", json=body or {}, timeout=30)
-
-    def delete(self, path: str) -> requests.Response:
-        return self.s.delete(f"{self.base}{path}", timeout=30)
-
-    def get(self, path: str) -> requests.Response:
-        return self.s.get(f"{self.base}{path}", timeout=30)
-
-    def job(self, response: requests.Response, timeout: float = 120) -> Job:
-        assert response.status_code == 202, response.text
-        job_id = response.json()["id"]
-        return wait_for(lambda: (j := Job.objects.get(pk=job_id)).status in ENDED and j, timeout=timeout,
-                        message=f"job {job_id} to end")  # fmt: skip
 
 
 def _clean(lab_host) -> None:
@@ -86,7 +60,7 @@ def snapvm(lab_hosts, lab_state, stack, e2e_user, real_broker):
           "--backing-vol", "lab-disk.qcow2", "--backing-vol-format", "qcow2")  # fmt: skip
     pool_reread(host=host, name="lab", conn=host_connection(host))
     overlay = Volume.objects.get(pool__host=host, pool__name="lab", name=f"{NAME}.qcow2")
-    api = Api(stack.url, e2e_user)
+    api = Api(stack.url, e2e_user, "e2e snapshots")
     job = api.job(api.post("/api/vms/create/", {"host": host.pk, "name": NAME, "source": "import",
                                                 "image_volume": overlay.pk, "os": "linux2022", "memory_mib": 128,
                                                 "vcpus": 1, "virttype": "qemu", "nics": [{"network": "lab"}]}), timeout=90)  # fmt: skip

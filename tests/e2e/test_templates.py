@@ -16,8 +16,8 @@ import lab
 from jobs.models import Job
 from provisioning.models import TemplateImage
 from storage.models import StoragePool, Volume
-from tests.e2e.conftest import ROOT, screenshot, virsh, wait_for
-from tests.e2e.test_provisioning import Api, _clean
+from tests.e2e.conftest import ROOT, Api, screenshot, virsh, wait_for
+from tests.e2e.test_provisioning import _clean
 from vms.models import VM
 
 pytestmark = [pytest.mark.e2e]

@@ -190,10 +190,16 @@ def test_a_failure_after_freezing_puts_the_source_back_on_its_own_disks(host, sr
 
 
 def test_a_template_is_linked_without_freezing(host, src, clone, raw_libvirt):
+    from hosts.connections import host_connection
+    from virt.template import template_mark
+    from vms.inventory import vm_reread
+
+    template_mark(host_connection(host), SRC, marked_at="2026-12-02T00:00:00Z")  # marked in libvirt itself
+    vm_reread(host=host, uuid=SRC)
+    src.refresh_from_db()
+    assert src.template
     before = raw_libvirt(host).lookupByUUIDString(SRC).XMLDesc(0)
-    src.template = True  # the model field another branch adds; its value is what the kind reads
-    with mock.patch("provisioning.clones.is_template", return_value=True):
-        job = clone(src, name="fromtpl", mode="linked")
+    job = clone(src, name="fromtpl", mode="linked")
     assert job.status == "succeeded", job.error
     assert raw_libvirt(host).lookupByUUIDString(SRC).XMLDesc(0) == before
 
